@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Outcomes of a worker run and the one place that maps them to bus messages and flow returns.
+//!
+//! Every vigil element reports worker failures through [`report_outcome`] (while streaming),
+//! [`conclude_drain`] (at EOS) and [`report_teardown`] (when a state change stops a worker), so
+//! the ERROR text, the `vigil-watchdog` details structure and the flow return are the same
+//! everywhere.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Name of the details structure attached to watchdog ERROR and WARNING messages.
+pub const WATCHDOG_DETAILS: &str = "vigil-watchdog";
+
+/// What the worker was asked to do when the failure was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Taking input or producing output in the normal flow of buffers (start-up included).
+    Streaming,
+    /// Draining the remaining output at EOS (or before a caps change).
+    Drain,
+    /// Discarding queued work for a flushing seek.
+    Flush,
+    /// Stopping the worker because the element leaves PAUSED.
+    Shutdown,
+}
+
+impl Phase {
+    /// The value of the `phase` field in the details structure.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Streaming => "streaming",
+            Phase::Drain => "drain",
+            Phase::Flush => "flush",
+            Phase::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The facts of a failed run, carried into the details structure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureReport {
+    /// What the worker was doing.
+    pub phase: Phase,
+    /// How long the worker had made no progress when it was given up (zero for a panic).
+    pub idle: Duration,
+    /// Inputs the worker had taken.
+    pub frames_in: u64,
+    /// Outputs the worker had produced.
+    pub frames_out: u64,
+    /// The panic payload, for a panic.
+    pub panic_message: Option<String>,
+}
+
+/// How a worker run ended. It cannot be dropped unnoticed: hand it to [`report_outcome`],
+/// [`conclude_drain`] or [`report_teardown`].
+#[must_use = "a run outcome must be reported: a failed run that is ignored becomes a false EOS"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The worker did everything it was asked.
+    Completed,
+    /// The watchdog saw pending work and no progress for `watchdog-timeout`; the worker and
+    /// everything it owns were abandoned (leaked).
+    WatchdogAbandoned(FailureReport),
+    /// The worker panicked; what it owned was leaked.
+    Panicked(FailureReport),
+}
+
+impl RunOutcome {
+    /// The failure facts, `None` for [`RunOutcome::Completed`].
+    pub fn failure(&self) -> Option<&FailureReport> {
+        match self {
+            RunOutcome::Completed => None,
+            RunOutcome::WatchdogAbandoned(r) | RunOutcome::Panicked(r) => Some(r),
+        }
+    }
+
+    /// The `reason` field of the details structure.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            RunOutcome::Completed => None,
+            RunOutcome::WatchdogAbandoned(_) => Some("abandoned"),
+            RunOutcome::Panicked(_) => Some("panicked"),
+        }
+    }
+
+    /// A sentence for users: what happened, in which phase.
+    pub fn describe(&self, what: &str) -> Option<String> {
+        match self {
+            RunOutcome::Completed => None,
+            RunOutcome::WatchdogAbandoned(r) => Some(format!(
+                "{what} made no progress for {} ms with work pending ({}); it was abandoned",
+                r.idle.as_millis(),
+                r.phase
+            )),
+            RunOutcome::Panicked(r) => Some(format!(
+                "{what} panicked ({}): {}",
+                r.phase,
+                r.panic_message.as_deref().unwrap_or("no message")
+            )),
+        }
+    }
+
+    /// The `vigil-watchdog` details structure, `None` for [`RunOutcome::Completed`].
+    pub fn details(&self) -> Option<gst::Structure> {
+        let r = self.failure()?;
+        let mut s = gst::Structure::builder(WATCHDOG_DETAILS)
+            .field("reason", self.reason().unwrap_or_default())
+            .field("phase", r.phase.as_str())
+            .field(
+                "idle-ms",
+                u64::try_from(r.idle.as_millis()).unwrap_or(u64::MAX),
+            )
+            .field("frames-in", r.frames_in)
+            .field("frames-out", r.frames_out)
+            .build();
+        if let Some(m) = &r.panic_message {
+            s.set("panic-message", m.as_str());
+        }
+        Some(s)
+    }
+}
+
+fn post_watchdog_message(
+    element: &gst::Element,
+    outcome: &RunOutcome,
+    what: &str,
+    error: bool,
+) -> bool {
+    let (Some(text), Some(details)) = (outcome.describe(what), outcome.details()) else {
+        return false;
+    };
+    if error {
+        gst::element_error!(
+            element,
+            gst::StreamError::Failed,
+            ("{}; the output is truncated", text),
+            ["{:?}", outcome],
+            details: details
+        );
+    } else {
+        gst::element_warning!(
+            element,
+            gst::StreamError::Failed,
+            ("{} while stopping", text),
+            ["{:?}", outcome],
+            details: details
+        );
+    }
+    true
+}
+
+/// Maps the outcome of work done while streaming: `Completed` is `Ok`; a failure posts one
+/// ERROR with the `vigil-watchdog` details and gives `FlowError::Error`.
+///
+/// `what` names the worker in the message ("the SVT-AV1 encoder", "the file consumer").
+pub fn report_outcome(
+    element: &gst::Element,
+    what: &str,
+    outcome: RunOutcome,
+) -> Result<(), gst::FlowError> {
+    if post_watchdog_message(element, &outcome, what, true) {
+        Err(gst::FlowError::Error)
+    } else {
+        Ok(())
+    }
+}
+
+/// Maps the outcome of a drain at EOS. A failure posts the ERROR first; `forward_eos` is then
+/// called in every case, so downstream muxers can finalise even a truncated file, and the
+/// result says whether the drain was clean.
+pub fn conclude_drain(
+    element: &gst::Element,
+    what: &str,
+    outcome: RunOutcome,
+    forward_eos: impl FnOnce() -> bool,
+) -> Result<(), gst::FlowError> {
+    let result = report_outcome(element, what, outcome);
+    forward_eos();
+    result
+}
+
+/// Maps the outcome of stopping a worker during a state change: a failure is a WARNING (the
+/// run was being torn down anyway), never an ERROR. Returns whether anything was posted.
+pub fn report_teardown(element: &gst::Element, what: &str, outcome: RunOutcome) -> bool {
+    post_watchdog_message(element, &outcome, what, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_carry_reason_phase_and_counts() {
+        gst::init().unwrap();
+        let outcome = RunOutcome::WatchdogAbandoned(FailureReport {
+            phase: Phase::Drain,
+            idle: Duration::from_millis(1500),
+            frames_in: 10,
+            frames_out: 4,
+            panic_message: None,
+        });
+        let s = outcome.details().unwrap();
+        assert_eq!(s.name(), WATCHDOG_DETAILS);
+        assert_eq!(s.get::<&str>("reason").unwrap(), "abandoned");
+        assert_eq!(s.get::<&str>("phase").unwrap(), "drain");
+        assert_eq!(s.get::<u64>("idle-ms").unwrap(), 1500);
+        assert_eq!(s.get::<u64>("frames-in").unwrap(), 10);
+        assert_eq!(s.get::<u64>("frames-out").unwrap(), 4);
+        assert!(RunOutcome::Completed.details().is_none());
+    }
+}

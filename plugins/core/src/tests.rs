@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Unit tests of the worker and watchdog with a small test codec that doubles numbers, holds
+//! a configurable look-ahead, and can wedge, panic or crawl in any phase.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::*;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Misbehave {
+    None,
+    Wedge,
+    Panic,
+    Crawl(Duration),
+}
+
+struct Doubler {
+    held: Vec<u32>,
+    lookahead: usize,
+    streaming: Misbehave,
+    drain: Misbehave,
+    flush: Misbehave,
+    dropped: Arc<AtomicU64>,
+}
+
+fn act(m: Misbehave) {
+    match m {
+        Misbehave::None => {}
+        Misbehave::Wedge => loop {
+            std::thread::park();
+        },
+        Misbehave::Panic => panic!("test codec panics"),
+        Misbehave::Crawl(d) => std::thread::sleep(d),
+    }
+}
+
+impl Drop for Doubler {
+    fn drop(&mut self) {
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Codec for Doubler {
+    type Input = u32;
+    type Output = u32;
+
+    fn push(&mut self, input: u32, out: &mut Emitter<'_, u32>) -> Result<(), CodecError> {
+        act(self.streaming);
+        if input == 999 {
+            return Err(CodecError::new(
+                CodecErrorKind::Encode,
+                "999 is not encodable",
+            ));
+        }
+        self.held.push(input);
+        if self.held.len() > self.lookahead {
+            out.emit(self.held.remove(0) * 2);
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self, out: &mut Emitter<'_, u32>) -> Result<(), CodecError> {
+        for v in std::mem::take(&mut self.held) {
+            act(self.drain);
+            out.emit(v * 2);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), CodecError> {
+        act(self.flush);
+        self.held.clear();
+        Ok(())
+    }
+}
+
+struct Setup {
+    lookahead: usize,
+    streaming: Misbehave,
+    drain: Misbehave,
+    flush: Misbehave,
+    timeout_ms: u32,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            lookahead: 3,
+            streaming: Misbehave::None,
+            drain: Misbehave::None,
+            flush: Misbehave::None,
+            timeout_ms: 300,
+        }
+    }
+}
+
+fn spawn(s: Setup) -> (WorkerHandle<Doubler, &'static str>, Arc<AtomicU64>) {
+    let dropped = Arc::new(AtomicU64::new(0));
+    let d = dropped.clone();
+    let mut cfg = WorkerConfig::new("vigil-test", s.timeout_ms);
+    cfg.input_capacity = 2;
+    let mut h = WorkerHandle::spawn(cfg, move |_| {
+        Ok((
+            Doubler {
+                held: Vec::new(),
+                lookahead: s.lookahead,
+                streaming: s.streaming,
+                drain: s.drain,
+                flush: s.flush,
+                dropped: d,
+            },
+            "started",
+        ))
+    })
+    .unwrap();
+    assert_eq!(h.wait_started().unwrap(), "started");
+    (h, dropped)
+}
+
+fn collect(h: &mut WorkerHandle<Doubler, &'static str>, out: &mut Vec<u32>) {
+    while let Some(v) = h.try_output().unwrap() {
+        out.push(v);
+    }
+}
+
+fn expect_failed(e: WorkerError) -> RunOutcome {
+    match e {
+        WorkerError::Failed(o) => o,
+        other => panic!("expected a watchdog failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn clean_run_delivers_every_output_in_order_and_frees_the_codec() {
+    let (mut h, dropped) = spawn(Setup::default());
+    let mut out = Vec::new();
+    for i in 0..20 {
+        h.submit(i).unwrap();
+        collect(&mut h, &mut out);
+    }
+    let outcome = h
+        .drain(|v| {
+            out.push(v);
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, RunOutcome::Completed);
+    assert_eq!(out, (0..20).map(|i| i * 2).collect::<Vec<_>>());
+    assert_eq!(h.counters(), (20, 20));
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "codec dropped exactly once"
+    );
+}
+
+#[test]
+fn lookahead_held_while_waiting_for_input_is_not_idle() {
+    let (mut h, _) = spawn(Setup {
+        lookahead: 10,
+        ..Default::default()
+    });
+    for i in 0..5 {
+        h.submit(i).unwrap();
+    }
+    // Longer than the timeout with frames held and no input pending.
+    std::thread::sleep(Duration::from_millis(700));
+    h.wait_idle(Phase::Streaming).unwrap();
+    assert!(h.try_output().unwrap().is_none());
+    let mut out = Vec::new();
+    let outcome = h
+        .drain(|v| {
+            out.push(v);
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, RunOutcome::Completed);
+    assert_eq!(out.len(), 5);
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+}
+
+fn wedge_or_panic_while_streaming(m: Misbehave, reason: &str) {
+    let (mut h, dropped) = spawn(Setup {
+        streaming: m,
+        ..Default::default()
+    });
+    let t = Instant::now();
+    let mut err = None;
+    for i in 0..10 {
+        if let Err(e) = h.submit(i) {
+            err = Some(e);
+            break;
+        }
+    }
+    let outcome = expect_failed(err.expect("a wedged or panicked worker must fail submit"));
+    assert_eq!(outcome.reason(), Some(reason));
+    assert_eq!(outcome.failure().unwrap().phase, Phase::Streaming);
+    assert!(t.elapsed() < Duration::from_millis(300 + 500));
+    // The failure is reported once; later calls say it was already reported.
+    assert!(matches!(h.submit(1), Err(WorkerError::AlreadyFailed)));
+    let t = Instant::now();
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+    assert!(t.elapsed() < Duration::from_millis(100));
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "a failed codec is leaked, not freed"
+    );
+}
+
+#[test]
+fn wedge_while_streaming_is_abandoned_within_the_timeout() {
+    wedge_or_panic_while_streaming(Misbehave::Wedge, "abandoned");
+}
+
+#[test]
+fn panic_while_streaming_is_a_failure() {
+    wedge_or_panic_while_streaming(Misbehave::Panic, "panicked");
+}
+
+fn wedge_or_panic_at_drain(m: Misbehave, reason: &str) {
+    let (mut h, dropped) = spawn(Setup {
+        drain: m,
+        ..Default::default()
+    });
+    for i in 0..6 {
+        h.submit(i).unwrap();
+    }
+    let t = Instant::now();
+    let outcome = h.drain(|_| Ok::<_, ()>(())).unwrap().unwrap();
+    assert_eq!(outcome.reason(), Some(reason));
+    let f = outcome.failure().unwrap();
+    assert_eq!(f.phase, Phase::Drain);
+    assert_eq!(f.frames_in, 6);
+    assert!(t.elapsed() < Duration::from_millis(300 + 500));
+    if reason == "abandoned" {
+        assert!(f.idle >= Duration::from_millis(300));
+    }
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+    assert_eq!(dropped.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn wedge_at_drain_is_abandoned() {
+    wedge_or_panic_at_drain(Misbehave::Wedge, "abandoned");
+}
+
+#[test]
+fn panic_at_drain_is_a_failure() {
+    wedge_or_panic_at_drain(Misbehave::Panic, "panicked");
+}
+
+fn wedge_or_panic_at_flush(m: Misbehave, reason: &str) {
+    let (mut h, _) = spawn(Setup {
+        flush: m,
+        ..Default::default()
+    });
+    h.submit(1).unwrap();
+    let outcome = h.flush().unwrap();
+    assert_eq!(outcome.reason(), Some(reason));
+    assert_eq!(outcome.failure().unwrap().phase, Phase::Flush);
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+}
+
+#[test]
+fn wedge_at_flush_is_abandoned() {
+    wedge_or_panic_at_flush(Misbehave::Wedge, "abandoned");
+}
+
+#[test]
+fn panic_at_flush_is_a_failure() {
+    wedge_or_panic_at_flush(Misbehave::Panic, "panicked");
+}
+
+#[test]
+fn slow_but_progressing_codec_does_not_trip() {
+    // Each input takes 60 % of the timeout; the whole run takes many timeouts.
+    let (mut h, _) = spawn(Setup {
+        streaming: Misbehave::Crawl(Duration::from_millis(180)),
+        drain: Misbehave::Crawl(Duration::from_millis(180)),
+        ..Default::default()
+    });
+    let mut out = Vec::new();
+    for i in 0..8 {
+        h.submit(i).unwrap();
+        collect(&mut h, &mut out);
+    }
+    let outcome = h
+        .drain(|v| {
+            out.push(v);
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, RunOutcome::Completed);
+    assert_eq!(out.len(), 8);
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+}
+
+#[test]
+fn flush_discards_held_and_queued_work() {
+    let (mut h, _) = spawn(Setup::default());
+    for i in 0..3 {
+        h.submit(i).unwrap();
+    }
+    assert_eq!(h.flush().unwrap(), RunOutcome::Completed);
+    let mut out = Vec::new();
+    let outcome = h
+        .drain(|v| {
+            out.push(v);
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, RunOutcome::Completed);
+    assert!(
+        out.is_empty(),
+        "nothing from before the flush may come out: {out:?}"
+    );
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+}
+
+#[test]
+fn codec_error_is_an_ordinary_error_not_a_watchdog_event() {
+    let (mut h, _) = spawn(Setup::default());
+    h.submit(999).unwrap();
+    let e = h.wait_idle(Phase::Streaming).unwrap_err();
+    match e {
+        WorkerError::Codec(c) => assert!(c.message.contains("999")),
+        other => panic!("expected a codec error, got {other:?}"),
+    }
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+}
+
+#[test]
+fn shutdown_of_a_wedged_worker_returns_within_the_timeout() {
+    let (mut h, _) = spawn(Setup {
+        streaming: Misbehave::Wedge,
+        ..Default::default()
+    });
+    h.submit(1).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    let outcome = h.shutdown();
+    assert_eq!(outcome.reason(), Some("abandoned"));
+    assert_eq!(outcome.failure().unwrap().phase, Phase::Shutdown);
+    assert!(t.elapsed() < Duration::from_millis(300 + 300));
+}
+
+#[test]
+fn interrupt_unblocks_a_full_queue_wait() {
+    let (mut h, _) = spawn(Setup {
+        streaming: Misbehave::Crawl(Duration::from_millis(200)),
+        timeout_ms: 0,
+        ..Default::default()
+    });
+    let flag = h.interrupt_flag();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let t = Instant::now();
+    let mut result = Ok(());
+    for i in 0..10 {
+        result = h.submit(i);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(matches!(result, Err(WorkerError::Interrupted)));
+    assert!(t.elapsed() < Duration::from_millis(1000));
+    h.resume();
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+}
+
+#[test]
+fn factory_panic_and_error_are_reported() {
+    let cfg = WorkerConfig::new("vigil-test", 300);
+    let mut h = WorkerHandle::<Doubler, ()>::spawn(cfg.clone(), |_| panic!("init panics")).unwrap();
+    let outcome = expect_failed(h.wait_started().unwrap_err());
+    assert_eq!(outcome.reason(), Some("panicked"));
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+
+    let mut h = WorkerHandle::<Doubler, ()>::spawn(cfg.clone(), |_| {
+        Err(CodecError::new(
+            CodecErrorKind::Settings,
+            "preset 99 is out of range",
+        ))
+    })
+    .unwrap();
+    assert!(matches!(h.wait_started(), Err(WorkerError::Codec(_))));
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+
+    let mut h = WorkerHandle::<Doubler, ()>::spawn(cfg, |_| {
+        loop {
+            std::thread::park();
+        }
+    })
+    .unwrap();
+    let outcome = expect_failed(h.wait_started().unwrap_err());
+    assert_eq!(outcome.reason(), Some("abandoned"));
+}
+
+#[test]
+fn activity_probe_keeps_a_busy_library_alive() {
+    struct Counter(Arc<AtomicU64>);
+    impl ActivityProbe for Counter {
+        fn sample(&self) -> Option<u64> {
+            Some(self.0.load(Ordering::SeqCst))
+        }
+    }
+    let ticks = Arc::new(AtomicU64::new(0));
+    let t2 = ticks.clone();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let mut cfg = WorkerConfig::new("vigil-test", 200);
+    cfg.input_capacity = 1;
+    let d = dropped.clone();
+    let mut h = WorkerHandle::spawn(cfg, move |ctx| {
+        ctx.set_activity_probe(Box::new(Counter(t2)));
+        Ok((
+            Doubler {
+                held: Vec::new(),
+                lookahead: 0,
+                streaming: Misbehave::Crawl(Duration::from_millis(700)),
+                drain: Misbehave::None,
+                flush: Misbehave::None,
+                dropped: d,
+            },
+            (),
+        ))
+    })
+    .unwrap();
+    h.wait_started().unwrap();
+    // "Library threads" keep working while each push takes 3.5x the timeout.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let busy = std::thread::spawn(move || {
+        while !s2.load(Ordering::SeqCst) {
+            ticks.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    for i in 0..3 {
+        h.submit(i).unwrap();
+    }
+    h.wait_idle(Phase::Streaming).unwrap();
+    stop.store(true, Ordering::SeqCst);
+    busy.join().unwrap();
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn fault_plan_wedges_the_real_worker_loop() {
+    let mut cfg = WorkerConfig::new("vigil-test", 200);
+    cfg.fault = Some(fault::FaultPlan::parse("wedge:drain").unwrap());
+    let dropped = Arc::new(AtomicU64::new(0));
+    let d = dropped.clone();
+    let mut h = WorkerHandle::spawn(cfg, move |_| {
+        Ok((
+            Doubler {
+                held: Vec::new(),
+                lookahead: 1,
+                streaming: Misbehave::None,
+                drain: Misbehave::None,
+                flush: Misbehave::None,
+                dropped: d,
+            },
+            (),
+        ))
+    })
+    .unwrap();
+    h.wait_started().unwrap();
+    h.submit(1).unwrap();
+    let outcome = h.drain(|_| Ok::<_, ()>(())).unwrap().unwrap();
+    assert_eq!(outcome.reason(), Some("abandoned"));
+    assert_eq!(outcome.failure().unwrap().phase, Phase::Drain);
+}
