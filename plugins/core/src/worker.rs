@@ -179,6 +179,10 @@ pub struct WorkerConfig {
     pub output_capacity: usize,
     /// No progress with work pending for this long abandons the worker; `None` disables it.
     pub watchdog_timeout: Option<Duration>,
+    /// A flag shared with the element: while it is set, every wait of the handle returns
+    /// [`WorkerError::Interrupted`] (flushing, unlocking, stopping). `None` gives the handle a
+    /// flag of its own (see [`WorkerHandle::interrupt`]).
+    pub interrupt: Option<Arc<AtomicBool>>,
     /// Faults to inject around the codec calls.
     #[cfg(feature = "fault-injection")]
     pub fault: Option<FaultPlan>,
@@ -194,6 +198,7 @@ impl WorkerConfig {
             output_capacity: 64,
             watchdog_timeout: (watchdog_timeout_ms > 0)
                 .then(|| Duration::from_millis(u64::from(watchdog_timeout_ms))),
+            interrupt: None,
             #[cfg(feature = "fault-injection")]
             fault: None,
         }
@@ -388,7 +393,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             input_capacity: config.input_capacity.max(1),
             next_seq: 0,
             failed: false,
-            interrupted: Arc::new(AtomicBool::new(false)),
+            interrupted: config.interrupt.clone().unwrap_or_default(),
             last_probe: None,
         })
     }

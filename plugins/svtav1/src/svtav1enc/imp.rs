@@ -1,0 +1,1180 @@
+// SPDX-License-Identifier: MPL-2.0
+//! `vigilsvtav1enc`: the element. It negotiates, keeps timestamps, and hands frames to the
+//! SVT-AV1 encoder that lives on a watched worker thread (see `encoder.rs`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_transform::GenerateOutputSuccess;
+use gst_base::subclass::prelude::*;
+use gst_video::VideoFormat;
+use vigil_core::av1::SequenceHeader;
+use vigil_core::{CodecErrorKind, WorkerConfig, WorkerError, WorkerHandle};
+
+use super::encoder::{self, EncInput, EncOutput, EncoderSetup, StreamHeader, SvtEncoder};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "vigilsvtav1enc",
+        gst::DebugColorFlags::empty(),
+        Some("vigil SVT-AV1 encoder"),
+    )
+});
+
+/// What the worker is called in messages.
+const WHAT: &str = "the SVT-AV1 encoder";
+
+const DEFAULT_PRESET: u32 = 10;
+const DEFAULT_RATE_CONTROL: RateControl = RateControl::Crf;
+const DEFAULT_CRF: u32 = 35;
+const DEFAULT_QP: u32 = 35;
+const DEFAULT_TARGET_BITRATE: u32 = 7000;
+const DEFAULT_MAX_BITRATE: u32 = 0;
+const DEFAULT_KEYFRAME_MAX_DIST: i32 = -2;
+const DEFAULT_PRED_STRUCTURE: PredStructure = PredStructure::RandomAccess;
+const DEFAULT_LOOKAHEAD: i32 = -1;
+const DEFAULT_SCENE_CHANGE_DETECTION: bool = false;
+const DEFAULT_FILM_GRAIN: u32 = 0;
+const DEFAULT_TILE_COLUMNS: u32 = 0;
+const DEFAULT_TILE_ROWS: u32 = 0;
+const DEFAULT_THREADS: u32 = 0;
+/// Progress is also read from the CPU time of SVT's own threads, so a slow preset at 4K that
+/// works for minutes between packets is not idle; 10 s without either is a wedge.
+const DEFAULT_WATCHDOG_TIMEOUT: u32 = 10_000;
+
+/// SVT-AV1 rate control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "VigilSvtAv1EncRateControl")]
+pub enum RateControl {
+    /// Constant rate factor (`--rc 0 --crf N`).
+    #[enum_value(name = "Constant rate factor (quality, property crf)", nick = "crf")]
+    Crf = 0,
+    /// Constant quantiser (`--rc 0 --aq-mode 0 --qp N`).
+    #[enum_value(name = "Constant quantiser (property qp)", nick = "cqp")]
+    Cqp = 1,
+    /// Variable bitrate (`--rc 1 --tbr N`).
+    #[enum_value(name = "Variable bitrate (property target-bitrate)", nick = "vbr")]
+    Vbr = 2,
+    /// Constant bitrate (`--rc 2 --tbr N`), low-delay only.
+    #[enum_value(
+        name = "Constant bitrate (property target-bitrate; needs pred-structure=low-delay)",
+        nick = "cbr"
+    )]
+    Cbr = 3,
+}
+
+/// SVT-AV1 prediction structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "VigilSvtAv1EncPredStructure")]
+pub enum PredStructure {
+    /// Hierarchical random access (`--pred-struct 2`): best compression, dozens of frames of
+    /// delay.
+    #[enum_value(
+        name = "Random access (hierarchical, long delay)",
+        nick = "random-access"
+    )]
+    RandomAccess = 2,
+    /// Low delay (`--pred-struct 1`): for live, few frames of delay.
+    #[enum_value(name = "Low delay (for live)", nick = "low-delay")]
+    LowDelay = 1,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Settings {
+    preset: u32,
+    rate_control: RateControl,
+    crf: u32,
+    qp: u32,
+    target_bitrate: u32,
+    max_bitrate: u32,
+    keyframe_max_dist: i32,
+    pred_structure: PredStructure,
+    lookahead: i32,
+    scene_change_detection: bool,
+    film_grain: u32,
+    tile_columns: u32,
+    tile_rows: u32,
+    threads: u32,
+    parameters_string: String,
+    watchdog_timeout: u32,
+    #[cfg(feature = "fault-injection")]
+    fault_injection: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            preset: DEFAULT_PRESET,
+            rate_control: DEFAULT_RATE_CONTROL,
+            crf: DEFAULT_CRF,
+            qp: DEFAULT_QP,
+            target_bitrate: DEFAULT_TARGET_BITRATE,
+            max_bitrate: DEFAULT_MAX_BITRATE,
+            keyframe_max_dist: DEFAULT_KEYFRAME_MAX_DIST,
+            pred_structure: DEFAULT_PRED_STRUCTURE,
+            lookahead: DEFAULT_LOOKAHEAD,
+            scene_change_detection: DEFAULT_SCENE_CHANGE_DETECTION,
+            film_grain: DEFAULT_FILM_GRAIN,
+            tile_columns: DEFAULT_TILE_COLUMNS,
+            tile_rows: DEFAULT_TILE_ROWS,
+            threads: DEFAULT_THREADS,
+            parameters_string: String::new(),
+            watchdog_timeout: DEFAULT_WATCHDOG_TIMEOUT,
+            #[cfg(feature = "fault-injection")]
+            fault_injection: String::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Forced key frames work with CRF and CQP only in SVT 1.4.
+    fn can_force_key_frames(&self) -> bool {
+        matches!(self.rate_control, RateControl::Crf | RateControl::Cqp)
+    }
+
+    /// Refuses what SVT 1.4 cannot do, with a sentence that says why.
+    fn validate(&self) -> Result<(), String> {
+        if self.rate_control == RateControl::Cbr && self.pred_structure != PredStructure::LowDelay {
+            return Err(
+                "rate-control=cbr needs pred-structure=low-delay in SVT-AV1 1.4".to_owned(),
+            );
+        }
+        if self.max_bitrate > 0 && self.rate_control != RateControl::Crf {
+            return Err(
+                "max-bitrate caps a CRF encode only; use target-bitrate with vbr or cbr".to_owned(),
+            );
+        }
+        parse_parameters_string(&self.parameters_string).map(|_| ())
+    }
+
+    /// The SvtAv1EncApp options these settings stand for, in the order they are applied:
+    /// the properties, then `colour` (from the caps), then the `parameters-string`.
+    fn parameters(&self, colour: Vec<(String, String)>) -> Result<Vec<(String, String)>, String> {
+        let mut p: Vec<(String, String)> = Vec::new();
+        let mut set = |k: &str, v: String| p.push((k.to_owned(), v));
+        set("preset", self.preset.to_string());
+        match self.rate_control {
+            RateControl::Crf => {
+                set("rc", "0".into());
+                set("crf", self.crf.to_string());
+                if self.max_bitrate > 0 {
+                    set("mbr", self.max_bitrate.to_string());
+                }
+            }
+            RateControl::Cqp => {
+                set("rc", "0".into());
+                set("aq-mode", "0".into());
+                set("qp", self.qp.to_string());
+            }
+            RateControl::Vbr => {
+                set("rc", "1".into());
+                set("tbr", self.target_bitrate.to_string());
+            }
+            RateControl::Cbr => {
+                set("rc", "2".into());
+                set("tbr", self.target_bitrate.to_string());
+            }
+        }
+        set("keyint", self.keyframe_max_dist.to_string());
+        set("pred-struct", (self.pred_structure as u32).to_string());
+        if self.lookahead >= 0 {
+            set("lookahead", self.lookahead.to_string());
+        }
+        set("scd", u32::from(self.scene_change_detection).to_string());
+        set("film-grain", self.film_grain.to_string());
+        set("tile-columns", self.tile_columns.to_string());
+        set("tile-rows", self.tile_rows.to_string());
+        set("lp", self.threads.to_string());
+        p.extend(colour);
+        p.extend(parse_parameters_string(&self.parameters_string)?);
+        Ok(p)
+    }
+}
+
+/// Splits `key=value` pairs separated by `:` (as SvtAv1EncApp `--svtav1-params`) or spaces.
+fn parse_parameters_string(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split([':', ' ', '\n'])
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("parameters-string: '{item}' is not a key=value pair"))?;
+            let (k, v) = (k.trim(), v.trim());
+            if k.is_empty() || v.is_empty() {
+                return Err(format!(
+                    "parameters-string: '{item}' has an empty key or value"
+                ));
+            }
+            Ok((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// Frames SVT-AV1 1.4 holds before the first packet, for the latency query. Random access
+/// keeps a mini-GOP of `2^hierarchical-levels` frames plus its look-ahead; low delay keeps
+/// the frames of its pipeline. Measured against the real library in `tests/`.
+fn encoder_delay_frames(settings: &Settings, parameters: &[(String, String)]) -> u64 {
+    let levels = parameters
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "hierarchical-levels")
+        .and_then(|(_, v)| v.parse::<u32>().ok());
+    match settings.pred_structure {
+        PredStructure::LowDelay => 1,
+        PredStructure::RandomAccess => {
+            let mini_gop = 1u64
+                << levels
+                    .unwrap_or(if settings.preset <= 12 { 5 } else { 4 })
+                    .min(6);
+            let lookahead = parameters
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "lookahead")
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            mini_gop + lookahead.min(120)
+        }
+    }
+}
+
+fn fixated(mut caps: gst::Caps) -> gst::Caps {
+    caps.fixate();
+    caps
+}
+
+type Worker = WorkerHandle<SvtEncoder, StreamHeader>;
+
+/// An encoder started for a set of input caps, kept from `fixate_caps` until `set_caps`.
+struct Prepared {
+    incaps: gst::Caps,
+    outcaps: gst::Caps,
+    worker: Worker,
+    delay_frames: u64,
+}
+
+struct State {
+    info: Option<gst_video::VideoInfo>,
+    incaps: Option<gst::Caps>,
+    outcaps: Option<gst::Caps>,
+    worker: Option<Worker>,
+    prepared: Option<Prepared>,
+    /// The next index handed to SVT as `pts`.
+    next_index: i64,
+    /// Timestamps of frames inside the encoder, by index.
+    timestamps: BTreeMap<i64, (Option<gst::ClockTime>, Option<gst::ClockTime>)>,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    /// Running times at which a key frame was requested (None: the next frame).
+    key_requests: Vec<Option<gst::ClockTime>>,
+    delay_frames: u64,
+    warned_force_key: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            info: None,
+            incaps: None,
+            outcaps: None,
+            worker: None,
+            prepared: None,
+            next_index: 0,
+            timestamps: BTreeMap::new(),
+            segment: gst::FormattedSegment::new(),
+            key_requests: Vec::new(),
+            delay_frames: 0,
+            warned_force_key: false,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct VigilSvtAv1Enc {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    /// Set while flushing or stopping: every wait on the worker returns at once.
+    interrupt: Arc<AtomicBool>,
+}
+
+impl VigilSvtAv1Enc {
+    fn element(&self) -> gst::Element {
+        self.obj().clone().upcast()
+    }
+
+    fn post_error(&self, e: WorkerError) -> gst::FlowError {
+        e.report(&self.element(), WHAT)
+    }
+
+    /// Starts an encoder for `incaps` and builds the output caps from its sequence header.
+    fn prepare(&self, incaps: &gst::Caps) -> Result<Prepared, gst::ErrorMessage> {
+        let info = gst_video::VideoInfo::from_caps(incaps).map_err(|_| {
+            gst::error_msg!(
+                gst::CoreError::Negotiation,
+                ["input caps {} do not describe raw video", incaps]
+            )
+        })?;
+        if !matches!(info.format(), VideoFormat::I420 | VideoFormat::I42010le) {
+            return Err(gst::error_msg!(
+                gst::StreamError::Format,
+                [
+                    "format {} is not supported (I420 and I420_10LE are)",
+                    info.format()
+                ]
+            ));
+        }
+        let (w, h) = (info.width(), info.height());
+        if !(encoder::MIN_SIZE..=encoder::MAX_WIDTH).contains(&w)
+            || !(encoder::MIN_SIZE..=encoder::MAX_HEIGHT).contains(&h)
+        {
+            return Err(gst::error_msg!(
+                gst::StreamError::Format,
+                [
+                    "frame size {}x{} is outside what SVT-AV1 accepts ({}x{} to {}x{})",
+                    w,
+                    h,
+                    encoder::MIN_SIZE,
+                    encoder::MIN_SIZE,
+                    encoder::MAX_WIDTH,
+                    encoder::MAX_HEIGHT
+                ]
+            ));
+        }
+        if info.is_interlaced() {
+            return Err(gst::error_msg!(
+                gst::StreamError::Format,
+                ["interlaced input is not supported: deinterlace first"]
+            ));
+        }
+        let settings = self.settings.lock().unwrap().clone();
+        settings
+            .validate()
+            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ["{}", m]))?;
+        // Colorimetry of the caps goes into the sequence header (the parameters-string, applied
+        // after it, may override it).
+        let colorimetry = info.colorimetry();
+        let (primaries, transfer, matrix) = (
+            colorimetry.primaries().to_iso(),
+            colorimetry.transfer().to_iso(),
+            colorimetry.matrix().to_iso(),
+        );
+        let mut colour = Vec::new();
+        if primaries != 2 || transfer != 2 || matrix != 2 {
+            colour.push(("color-primaries".to_owned(), primaries.to_string()));
+            colour.push(("transfer-characteristics".to_owned(), transfer.to_string()));
+            colour.push(("matrix-coefficients".to_owned(), matrix.to_string()));
+        }
+        let full = colorimetry.range() == gst_video::VideoColorRange::Range0_255;
+        colour.push(("color-range".to_owned(), u32::from(full).to_string()));
+        let parameters = settings
+            .parameters(colour)
+            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ["{}", m]))?;
+        let fps = info.fps();
+        let setup = EncoderSetup {
+            width: w,
+            height: h,
+            format: info.format(),
+            fps: (
+                u32::try_from(fps.numer()).unwrap_or(0),
+                u32::try_from(fps.denom()).unwrap_or(0),
+            ),
+            parameters: parameters.clone(),
+            force_key_frames: settings.can_force_key_frames(),
+        };
+        let mut config = WorkerConfig::new("vigil-svtav1", settings.watchdog_timeout);
+        config.input_capacity = 4;
+        config.interrupt = Some(self.interrupt.clone());
+        #[cfg(feature = "fault-injection")]
+        if !settings.fault_injection.is_empty() {
+            config.fault = Some(
+                vigil_core::fault::FaultPlan::parse(&settings.fault_injection)
+                    .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ["{}", m]))?,
+            );
+        }
+        gst::debug!(
+            CAT,
+            imp = self,
+            "starting SVT-AV1 for {w}x{h} {:?}: {parameters:?}",
+            info.format()
+        );
+        let mut worker = Worker::spawn(config, move |ctx| SvtEncoder::create(setup, ctx))
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{}", e]))?;
+        let header = match worker.wait_started() {
+            Ok(h) => h,
+            Err(WorkerError::Codec(e)) => {
+                let kind = match e.kind {
+                    CodecErrorKind::Settings => gst::LibraryError::Settings,
+                    _ => gst::LibraryError::Init,
+                };
+                return Err(gst::error_msg!(kind, ["{}", e.message]));
+            }
+            Err(e) => {
+                // A wedge or panic while starting: one ERROR with the watchdog details.
+                let _ = self.post_error(e);
+                return Err(gst::error_msg!(
+                    gst::LibraryError::Init,
+                    ["the SVT-AV1 encoder did not start"]
+                ));
+            }
+        };
+        let outcaps = self
+            .output_caps(&info, &header)
+            .map_err(|m| gst::error_msg!(gst::LibraryError::Init, ["{}", m]))?;
+        Ok(Prepared {
+            incaps: incaps.clone(),
+            outcaps,
+            worker,
+            delay_frames: encoder_delay_frames(&settings, &parameters),
+        })
+    }
+
+    fn output_caps(
+        &self,
+        info: &gst_video::VideoInfo,
+        header: &StreamHeader,
+    ) -> Result<gst::Caps, String> {
+        let (sh, obu) = SequenceHeader::find(&header.obus)
+            .map_err(|e| format!("SVT-AV1 returned an unreadable stream header: {e}"))?
+            .ok_or("SVT-AV1 returned a stream header without a sequence header")?;
+        let av1c = sh.av1c(&header.obus[obu.start..obu.end]);
+        let mut b = gst::Caps::builder("video/x-av1")
+            .field("stream-format", "obu-stream")
+            .field("alignment", "tu")
+            .field("profile", sh.profile_name())
+            .field("width", info.width() as i32)
+            .field("height", info.height() as i32)
+            .field("framerate", info.fps())
+            .field("pixel-aspect-ratio", info.par())
+            .field("chroma-format", "4:2:0")
+            .field("bit-depth-luma", u32::from(sh.bit_depth))
+            .field("bit-depth-chroma", u32::from(sh.bit_depth))
+            .field("codec_data", gst::Buffer::from_mut_slice(av1c));
+        if let Some(level) = sh.level_string() {
+            b = b.field("level", level);
+            b = b.field("tier", if sh.tier == 0 { "main" } else { "high" });
+        }
+        let colorimetry = info.colorimetry();
+        if colorimetry.primaries() != gst_video::VideoColorPrimaries::Unknown
+            || colorimetry.matrix() != gst_video::VideoColorMatrix::Unknown
+        {
+            b = b.field("colorimetry", colorimetry.to_string());
+        }
+        Ok(b.build())
+    }
+
+    /// Timestamps and flags for one packet from the encoder.
+    fn finish_packet(&self, state: &mut State, out: EncOutput) -> gst::Buffer {
+        let (pts, duration) = state.timestamps.remove(&out.index).unwrap_or((None, None));
+        let mut buffer = out.buffer;
+        {
+            let b = buffer.get_mut().expect("fresh buffer");
+            b.set_pts(pts);
+            b.set_dts(pts);
+            b.set_duration(duration);
+            if out.key {
+                b.unset_flags(gst::BufferFlags::DELTA_UNIT);
+            } else {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        gst::trace!(
+            CAT,
+            imp = self,
+            "packet for frame {} pts {:?} key {}",
+            out.index,
+            pts,
+            out.key
+        );
+        buffer
+    }
+
+    /// Drains the encoder, pushing every packet downstream; returns how the drain ended.
+    fn drain(&self) -> Result<vigil_core::RunOutcome, gst::FlowError> {
+        let Some(mut worker) = self.state.lock().unwrap().worker.take() else {
+            return Ok(vigil_core::RunOutcome::Completed);
+        };
+        let srcpad = self.obj().src_pad().clone();
+        let result = worker.drain(|out| {
+            let buffer = {
+                let mut state = self.state.lock().unwrap();
+                self.finish_packet(&mut state, out)
+            };
+            srcpad.push(buffer).map(|_| ())
+        });
+        self.state.lock().unwrap().worker = Some(worker);
+        match result {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(self.post_error(e)),
+            Err(flow) => Err(flow),
+        }
+    }
+
+    fn stop_worker(&self, worker: Worker) {
+        let outcome = worker.shutdown();
+        vigil_core::report_teardown(&self.element(), WHAT, outcome);
+    }
+
+    /// Whether the buffer at `running_time` answers a pending key-frame request.
+    fn take_key_request(state: &mut State, running_time: Option<gst::ClockTime>) -> bool {
+        let before = state.key_requests.len();
+        state.key_requests.retain(|req| match (req, running_time) {
+            (None, _) => false,
+            (Some(r), Some(rt)) => rt < *r,
+            (Some(_), None) => false,
+        });
+        state.key_requests.len() != before
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for VigilSvtAv1Enc {
+    const NAME: &'static str = "VigilSvtAv1Enc";
+    type Type = super::VigilSvtAv1Enc;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for VigilSvtAv1Enc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = vec![
+                glib::ParamSpecUInt::builder("preset")
+                    .nick("Preset")
+                    .blurb("Speed preset: 0 is slowest and best, 13 fastest (SvtAv1EncApp --preset)")
+                    .minimum(0)
+                    .maximum(13)
+                    .default_value(DEFAULT_PRESET)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("rate-control", DEFAULT_RATE_CONTROL)
+                    .nick("Rate control")
+                    .blurb("Rate control mode (cbr needs pred-structure=low-delay)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("crf")
+                    .nick("CRF")
+                    .blurb("Constant rate factor for rate-control=crf: lower is better quality (--crf)")
+                    .minimum(1)
+                    .maximum(63)
+                    .default_value(DEFAULT_CRF)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("qp")
+                    .nick("QP")
+                    .blurb("Quantiser for rate-control=cqp (--qp with --aq-mode 0)")
+                    .minimum(1)
+                    .maximum(63)
+                    .default_value(DEFAULT_QP)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("target-bitrate")
+                    .nick("Target bitrate")
+                    .blurb("Target bitrate in kbit/s for rate-control=vbr and cbr (--tbr)")
+                    .minimum(1)
+                    .maximum(100_000)
+                    .default_value(DEFAULT_TARGET_BITRATE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-bitrate")
+                    .nick("Maximum bitrate")
+                    .blurb("Cap in kbit/s for a CRF encode, 0 = no cap (--mbr)")
+                    .minimum(0)
+                    .maximum(100_000)
+                    .default_value(DEFAULT_MAX_BITRATE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("keyframe-max-dist")
+                    .nick("Maximum key frame distance")
+                    .blurb("GOP length in frames as SvtAv1EncApp --keyint: -2 = about 5 seconds, -1 = only the first frame")
+                    .minimum(-2)
+                    .maximum(i32::MAX)
+                    .default_value(DEFAULT_KEYFRAME_MAX_DIST)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("pred-structure", DEFAULT_PRED_STRUCTURE)
+                    .nick("Prediction structure")
+                    .blurb("Random access (best compression, long delay) or low delay (live)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("lookahead")
+                    .nick("Look-ahead")
+                    .blurb("Look-ahead in frames, -1 = chosen by SVT-AV1 (--lookahead)")
+                    .minimum(-1)
+                    .maximum(120)
+                    .default_value(DEFAULT_LOOKAHEAD)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("scene-change-detection")
+                    .nick("Scene change detection")
+                    .blurb("Insert key frames at scene changes (--scd)")
+                    .default_value(DEFAULT_SCENE_CHANGE_DETECTION)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("film-grain")
+                    .nick("Film grain")
+                    .blurb("Film grain synthesis denoising level, 0 = off (--film-grain)")
+                    .minimum(0)
+                    .maximum(50)
+                    .default_value(DEFAULT_FILM_GRAIN)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("tile-columns")
+                    .nick("Tile columns")
+                    .blurb("log2 of the number of tile columns (--tile-columns)")
+                    .minimum(0)
+                    .maximum(4)
+                    .default_value(DEFAULT_TILE_COLUMNS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("tile-rows")
+                    .nick("Tile rows")
+                    .blurb("log2 of the number of tile rows (--tile-rows)")
+                    .minimum(0)
+                    .maximum(6)
+                    .default_value(DEFAULT_TILE_ROWS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("Logical processors SVT-AV1 may use, 0 = all (--lp)")
+                    .minimum(0)
+                    .maximum(1024)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("parameters-string")
+                    .nick("Parameters string")
+                    .blurb("SVT-AV1 key=value pairs separated by ':' (as --svtav1-params), applied last; a key SVT-AV1 refuses is an error")
+                    .default_value(Some(""))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("watchdog-timeout")
+                    .nick("Watchdog timeout")
+                    .blurb("Milliseconds the encoder may make no progress (no packet and no CPU time in SVT-AV1's threads) with work pending before it is abandoned and an ERROR is posted, 0 = never")
+                    .minimum(0)
+                    .maximum(u32::MAX)
+                    .default_value(DEFAULT_WATCHDOG_TIMEOUT)
+                    .mutable_ready()
+                    .build(),
+            ];
+            #[cfg(feature = "fault-injection")]
+            props.push(
+                glib::ParamSpecString::builder("fault-injection")
+                    .nick("Fault injection")
+                    .blurb("Test builds only: KIND:PHASE[:AFTER], KIND wedge, panic or slow=MS, PHASE streaming, drain or flush")
+                    .default_value(Some(""))
+                    .mutable_ready()
+                    .build(),
+            );
+            #[allow(clippy::let_and_return)]
+            let p = {
+                props.shrink_to_fit();
+                props
+            };
+            p
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "preset" => s.preset = value.get().unwrap(),
+            "rate-control" => s.rate_control = value.get().unwrap(),
+            "crf" => s.crf = value.get().unwrap(),
+            "qp" => s.qp = value.get().unwrap(),
+            "target-bitrate" => s.target_bitrate = value.get().unwrap(),
+            "max-bitrate" => s.max_bitrate = value.get().unwrap(),
+            "keyframe-max-dist" => s.keyframe_max_dist = value.get().unwrap(),
+            "pred-structure" => s.pred_structure = value.get().unwrap(),
+            "lookahead" => s.lookahead = value.get().unwrap(),
+            "scene-change-detection" => s.scene_change_detection = value.get().unwrap(),
+            "film-grain" => s.film_grain = value.get().unwrap(),
+            "tile-columns" => s.tile_columns = value.get().unwrap(),
+            "tile-rows" => s.tile_rows = value.get().unwrap(),
+            "threads" => s.threads = value.get().unwrap(),
+            "parameters-string" => {
+                s.parameters_string = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
+            "watchdog-timeout" => s.watchdog_timeout = value.get().unwrap(),
+            #[cfg(feature = "fault-injection")]
+            "fault-injection" => {
+                s.fault_injection = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "preset" => s.preset.to_value(),
+            "rate-control" => s.rate_control.to_value(),
+            "crf" => s.crf.to_value(),
+            "qp" => s.qp.to_value(),
+            "target-bitrate" => s.target_bitrate.to_value(),
+            "max-bitrate" => s.max_bitrate.to_value(),
+            "keyframe-max-dist" => s.keyframe_max_dist.to_value(),
+            "pred-structure" => s.pred_structure.to_value(),
+            "lookahead" => s.lookahead.to_value(),
+            "scene-change-detection" => s.scene_change_detection.to_value(),
+            "film-grain" => s.film_grain.to_value(),
+            "tile-columns" => s.tile_columns.to_value(),
+            "tile-rows" => s.tile_rows.to_value(),
+            "threads" => s.threads.to_value(),
+            "parameters-string" => s.parameters_string.to_value(),
+            "watchdog-timeout" => s.watchdog_timeout.to_value(),
+            #[cfg(feature = "fault-injection")]
+            "fault-injection" => s.fault_injection.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for VigilSvtAv1Enc {}
+
+impl ElementImpl for VigilSvtAv1Enc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "vigil SVT-AV1 encoder",
+                "Codec/Encoder/Video",
+                "AV1 encoder on SVT-AV1 whose encoding runs on a watched worker thread: a wedged or panicked encoder is an ERROR, never a hang or a clean EOS over truncated output",
+                "vigil developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let sink = gst_video::VideoCapsBuilder::new()
+                .format_list([VideoFormat::I420, VideoFormat::I42010le])
+                .width_range(encoder::MIN_SIZE as i32..=encoder::MAX_WIDTH as i32)
+                .height_range(encoder::MIN_SIZE as i32..=encoder::MAX_HEIGHT as i32)
+                .build();
+            let src = gst::Caps::builder("video/x-av1")
+                .field("stream-format", "obu-stream")
+                .field("alignment", "tu")
+                .build();
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &sink,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &src,
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        match transition {
+            gst::StateChange::PausedToReady => self.interrupt.store(true, Ordering::SeqCst),
+            gst::StateChange::ReadyToPaused => self.interrupt.store(false, Ordering::SeqCst),
+            _ => {}
+        }
+        self.parent_change_state(transition)
+    }
+}
+
+impl BaseTransformImpl for VigilSvtAv1Enc {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::NeverInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.interrupt.store(false, Ordering::SeqCst);
+        let settings = self.settings.lock().unwrap().clone();
+        settings
+            .validate()
+            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ["{}", m]))?;
+        *self.state.lock().unwrap() = State::default();
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let mut state = std::mem::take(&mut *self.state.lock().unwrap());
+        if let Some(p) = state.prepared.take() {
+            self.stop_worker(p.worker);
+        }
+        if let Some(w) = state.worker.take() {
+            self.stop_worker(w);
+        }
+        Ok(())
+    }
+
+    fn transform_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        let mut out = gst::Caps::new_empty();
+        {
+            let out = out.get_mut().unwrap();
+            for s in caps.iter() {
+                // 8-bit first: it is what most sources produce and what users expect.
+                let mut outs = if direction == gst::PadDirection::Sink {
+                    vec![
+                        gst::Structure::builder("video/x-av1")
+                            .field("stream-format", "obu-stream")
+                            .field("alignment", "tu")
+                            .build(),
+                    ]
+                } else {
+                    ["I420", "I420_10LE"]
+                        .into_iter()
+                        .map(|f| {
+                            gst::Structure::builder("video/x-raw")
+                                .field("format", f)
+                                .build()
+                        })
+                        .collect()
+                };
+                for n in &mut outs {
+                    for f in ["width", "height", "framerate", "pixel-aspect-ratio"] {
+                        if let Ok(v) = s.value(f) {
+                            n.set_value(f, v.clone());
+                        }
+                    }
+                }
+                for n in outs {
+                    out.append_structure(n);
+                }
+            }
+        }
+        Some(match filter {
+            Some(f) => f.intersect_with_mode(&out, gst::CapsIntersectMode::First),
+            None => out,
+        })
+    }
+
+    fn fixate_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        othercaps: gst::Caps,
+    ) -> gst::Caps {
+        if direction != gst::PadDirection::Sink || !caps.is_fixed() {
+            return fixated(othercaps);
+        }
+        {
+            let state = self.state.lock().unwrap();
+            if state.incaps.as_ref() == Some(caps) && state.worker.is_some() {
+                if let Some(c) = &state.outcaps {
+                    return c.clone();
+                }
+            }
+            if let Some(p) = &state.prepared {
+                if &p.incaps == caps {
+                    return p.outcaps.clone();
+                }
+            }
+        }
+        match self.prepare(caps) {
+            Ok(prepared) => {
+                let out = prepared.outcaps.clone();
+                let old = self.state.lock().unwrap().prepared.replace(prepared);
+                if let Some(old) = old {
+                    self.stop_worker(old.worker);
+                }
+                let fixed = othercaps.intersect(&out);
+                if fixed.is_empty() {
+                    out
+                } else {
+                    fixated(fixed)
+                }
+            }
+            Err(msg) => {
+                self.post_error_message(msg);
+                fixated(othercaps)
+            }
+        }
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let mut state = self.state.lock().unwrap();
+        if state.incaps.as_ref() == Some(incaps) && state.worker.is_some() {
+            return Ok(());
+        }
+        let prepared = match state.prepared.take() {
+            Some(p) if &p.incaps == incaps => p,
+            other => {
+                drop(state);
+                if let Some(p) = other {
+                    self.stop_worker(p.worker);
+                }
+                return Err(gst::loggable_error!(
+                    CAT,
+                    "the SVT-AV1 encoder could not be configured for {}",
+                    incaps
+                ));
+            }
+        };
+        let old = state.worker.replace(prepared.worker);
+        state.info = gst_video::VideoInfo::from_caps(incaps).ok();
+        state.incaps = Some(incaps.clone());
+        state.outcaps = Some(outcaps.clone());
+        let latency_changed = state.delay_frames != prepared.delay_frames;
+        state.delay_frames = prepared.delay_frames;
+        drop(state);
+        if let Some(old) = old {
+            self.stop_worker(old);
+        }
+        if latency_changed {
+            let _ = self
+                .obj()
+                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        }
+        Ok(())
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction == gst::PadDirection::Src {
+            if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+                let sinkpad = self.obj().sink_pad().clone();
+                let mut upstream = gst::query::Latency::new();
+                if !sinkpad.peer_query(&mut upstream) {
+                    return false;
+                }
+                let (live, min, max) = upstream.result();
+                let (frames, fps) = {
+                    let state = self.state.lock().unwrap();
+                    let fps = state.info.as_ref().map(|i| i.fps());
+                    (state.delay_frames, fps)
+                };
+                let ours = match fps {
+                    Some(f) if f.numer() > 0 => gst::ClockTime::SECOND
+                        .mul_div_ceil(frames * f.denom() as u64, f.numer() as u64)
+                        .unwrap_or(gst::ClockTime::ZERO),
+                    _ => gst::ClockTime::ZERO,
+                };
+                gst::debug!(CAT, imp = self, "latency: {frames} frames = {ours}");
+                q.set(live, min + ours, max.map(|m| m + ours));
+                return true;
+            }
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        use gst::EventView;
+        match event.view() {
+            EventView::Eos(_) => {
+                let outcome = match self.drain() {
+                    Ok(o) => o,
+                    Err(_) => {
+                        // Reported already (or downstream refused the data): still let EOS
+                        // through so muxers can finalise.
+                        return self.parent_sink_event(event);
+                    }
+                };
+                let element = self.element();
+                let ok = vigil_core::conclude_drain(&element, WHAT, outcome, || {
+                    self.parent_sink_event(event)
+                });
+                return ok.is_ok();
+            }
+            EventView::Caps(c) => {
+                let changed = {
+                    let state = self.state.lock().unwrap();
+                    state.worker.is_some() && state.incaps.as_ref() != Some(&c.caps_owned())
+                };
+                if changed {
+                    // Caps change mid-stream: everything the old encoder holds goes out first.
+                    match self.drain() {
+                        Ok(outcome) => {
+                            if vigil_core::report_outcome(&self.element(), WHAT, outcome).is_err() {
+                                return false;
+                            }
+                        }
+                        Err(_) => return false,
+                    }
+                    if let Some(w) = self.state.lock().unwrap().worker.take() {
+                        self.stop_worker(w);
+                    }
+                }
+            }
+            EventView::Segment(s) => {
+                if let Ok(seg) = s.segment().clone().downcast::<gst::ClockTime>() {
+                    self.state.lock().unwrap().segment = seg;
+                }
+            }
+            EventView::FlushStart(_) => self.interrupt.store(true, Ordering::SeqCst),
+            EventView::FlushStop(_) => {
+                self.interrupt.store(false, Ordering::SeqCst);
+                let worker = self.state.lock().unwrap().worker.take();
+                if let Some(mut w) = worker {
+                    match w.flush() {
+                        Ok(outcome) => {
+                            let _ = vigil_core::report_outcome(&self.element(), WHAT, outcome);
+                        }
+                        Err(e) => {
+                            let _ = self.post_error(e);
+                        }
+                    }
+                    let mut state = self.state.lock().unwrap();
+                    state.worker = Some(w);
+                    state.timestamps.clear();
+                }
+            }
+            EventView::CustomDownstream(_) => {
+                if let Ok(fku) = gst_video::DownstreamForceKeyUnitEvent::parse(&event) {
+                    self.state
+                        .lock()
+                        .unwrap()
+                        .key_requests
+                        .push(fku.running_time);
+                }
+            }
+            _ => {}
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn src_event(&self, event: gst::Event) -> bool {
+        if let Ok(fku) = gst_video::UpstreamForceKeyUnitEvent::parse(&event) {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "key unit requested at {:?}",
+                fku.running_time
+            );
+            self.state
+                .lock()
+                .unwrap()
+                .key_requests
+                .push(fku.running_time);
+            return true;
+        }
+        self.parent_src_event(event)
+    }
+
+    fn submit_input_buffer(
+        &self,
+        _is_discont: bool,
+        inbuf: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let can_force = self.settings.lock().unwrap().can_force_key_frames();
+        let (mut worker, input) = {
+            let mut state = self.state.lock().unwrap();
+            let Some(info) = state.info.clone() else {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ["no caps before the first buffer"]
+                );
+                return Err(gst::FlowError::NotNegotiated);
+            };
+            let Some(worker) = state.worker.take() else {
+                return Err(gst::FlowError::Error);
+            };
+            let index = state.next_index;
+            state.next_index += 1;
+            state
+                .timestamps
+                .insert(index, (inbuf.pts(), inbuf.duration()));
+            let rt = state.segment.to_running_time(inbuf.pts());
+            let mut force_key = Self::take_key_request(&mut state, rt);
+            if force_key && !can_force {
+                if !state.warned_force_key {
+                    state.warned_force_key = true;
+                    drop(state);
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Encode,
+                        [
+                            "a key frame was requested, but SVT-AV1 1.4 forces key frames only with rate-control crf or cqp: the request is ignored"
+                        ]
+                    );
+                }
+                force_key = false;
+            }
+            (
+                worker,
+                EncInput {
+                    buffer: inbuf,
+                    info,
+                    index,
+                    force_key,
+                },
+            )
+        };
+        let result = worker.submit(input);
+        self.state.lock().unwrap().worker = Some(worker);
+        match result {
+            Ok(()) => Ok(gst::FlowSuccess::Ok),
+            Err(e) => Err(self.post_error(e)),
+        }
+    }
+
+    fn generate_output(&self) -> Result<GenerateOutputSuccess, gst::FlowError> {
+        let mut state = self.state.lock().unwrap();
+        let Some(worker) = state.worker.as_mut() else {
+            return Ok(GenerateOutputSuccess::NoOutput);
+        };
+        match worker.try_output() {
+            Ok(Some(out)) => {
+                let buffer = self.finish_packet(&mut state, out);
+                Ok(GenerateOutputSuccess::Buffer(buffer))
+            }
+            Ok(None) => Ok(GenerateOutputSuccess::NoOutput),
+            Err(e) => {
+                drop(state);
+                Err(self.post_error(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_string_splits_pairs_and_names_bad_items() {
+        let p = parse_parameters_string("enable-overlays=1:tune=0").unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("enable-overlays".into(), "1".into()),
+                ("tune".into(), "0".into())
+            ]
+        );
+        let e = parse_parameters_string("enable-overlays").unwrap_err();
+        assert!(e.contains("enable-overlays"), "{e}");
+    }
+
+    #[test]
+    fn impossible_combinations_are_refused_with_a_reason() {
+        let s = Settings {
+            rate_control: RateControl::Cbr,
+            ..Default::default()
+        };
+        assert!(s.validate().unwrap_err().contains("low-delay"));
+        let s = Settings {
+            rate_control: RateControl::Vbr,
+            max_bitrate: 1000,
+            ..Default::default()
+        };
+        assert!(s.validate().unwrap_err().contains("max-bitrate"));
+    }
+}
