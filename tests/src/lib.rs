@@ -1,1 +1,368 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Helpers for the integration tests: loading the built plugins through the registry, running
+//! pipelines with a deadline, reading the bus, and the reference tools.
+//!
+//! The plugins are loaded from their shared libraries (`libgstvigil*.so`), the way
+//! `GST_PLUGIN_PATH` and an installed plugin are loaded, never registered statically.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+
+/// The directory holding the built plugins: `VIGIL_PLUGIN_DIR`, or the cargo target directory
+/// of this test binary (`target/<profile>/deps`).
+pub fn plugin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("VIGIL_PLUGIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().expect("deps directory").to_path_buf()
+}
+
+/// Initialises GStreamer once and loads every vigil plugin from [`plugin_dir`].
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        gst::init().expect("GStreamer initialises");
+        let dir = plugin_dir();
+        for name in ["libgstvigilsvtav1.so"] {
+            let path = dir.join(name);
+            assert!(
+                path.exists(),
+                "{} is missing: build the plugins (cargo build) or set VIGIL_PLUGIN_DIR",
+                path.display()
+            );
+            let plugin = gst::Plugin::load_file(&path)
+                .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+            gst::Registry::get().add_plugin(&plugin).ok();
+        }
+        // The tests drive the fault-injection surface: a release build of the same file name
+        // (cargo build -p gst-plugin-vigil-svtav1) would have replaced it.
+        let enc = gst::ElementFactory::make("vigilsvtav1enc").build().expect("vigilsvtav1enc loads");
+        assert!(
+            enc.find_property("fault-injection").is_some(),
+            "{} was built without the fault-injection feature: run the tests with `cargo test -p vigil-tests`, which rebuilds it",
+            dir.display()
+        );
+    });
+}
+
+/// An ERROR or WARNING seen on the bus.
+#[derive(Debug, Clone)]
+pub struct BusProblem {
+    /// The element that posted it.
+    pub source: String,
+    /// The GError text.
+    pub text: String,
+    /// The debug string.
+    pub debug: String,
+    /// The details structure, if any.
+    pub details: Option<gst::Structure>,
+    /// When it was seen, from the start of the run.
+    pub at: Duration,
+}
+
+/// What a pipeline run put on the bus.
+#[derive(Debug, Default)]
+pub struct RunLog {
+    /// ERROR messages, in order.
+    pub errors: Vec<BusProblem>,
+    /// WARNING messages, in order.
+    pub warnings: Vec<BusProblem>,
+    /// When EOS reached the pipeline, from the start of the run.
+    pub eos: Option<Duration>,
+    /// Element messages.
+    pub elements: Vec<gst::Structure>,
+    /// Whether the deadline passed before EOS or an ERROR.
+    pub timed_out: bool,
+}
+
+impl RunLog {
+    /// The `vigil-watchdog` details of each ERROR that has them.
+    pub fn watchdog_errors(&self) -> Vec<&gst::Structure> {
+        self.errors
+            .iter()
+            .filter_map(|e| e.details.as_ref())
+            .filter(|d| d.name() == "vigil-watchdog")
+            .collect()
+    }
+
+    /// Every ERROR text joined, for assertion messages.
+    pub fn error_text(&self) -> String {
+        self.errors
+            .iter()
+            .map(|e| format!("{}: {} ({})", e.source, e.text, e.debug))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn problem(
+    msg: &gst::MessageRef,
+    error: &glib::Error,
+    debug: Option<&str>,
+    details: Option<&gst::StructureRef>,
+    start: Instant,
+) -> BusProblem {
+    BusProblem {
+        source: msg
+            .src()
+            .map(|s| s.path_string().to_string())
+            .unwrap_or_default(),
+        text: error.to_string(),
+        debug: debug.map(|d| d.to_string()).unwrap_or_default(),
+        details: details.map(|d| d.to_owned()),
+        at: start.elapsed(),
+    }
+}
+
+/// Sets the pipeline to PLAYING and collects bus messages until EOS, until `settle` after the
+/// first ERROR (so duplicates are seen), or until `deadline`. The pipeline is left running:
+/// stop it with [`stop_within`].
+pub fn run(pipeline: &gst::Pipeline, deadline: Duration, settle: Duration) -> RunLog {
+    let bus = pipeline.bus().expect("pipeline bus");
+    let start = Instant::now();
+    let mut log = RunLog::default();
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        // The ERROR that explains it is on the bus: collect it below.
+    }
+    let mut end = start + deadline;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            log.timed_out = log.errors.is_empty() && log.eos.is_none();
+            break;
+        }
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds((end - now).as_nanos() as u64))
+        else {
+            continue;
+        };
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Eos(_) => {
+                log.eos = Some(start.elapsed());
+                break;
+            }
+            MessageView::Error(e) => {
+                log.errors.push(problem(
+                    &msg,
+                    &e.error(),
+                    e.debug().as_deref(),
+                    e.details(),
+                    start,
+                ));
+                if log.errors.len() == 1 {
+                    end = end.min(Instant::now() + settle);
+                }
+            }
+            MessageView::Warning(w) => log.warnings.push(problem(
+                &msg,
+                &w.error(),
+                w.debug().as_deref(),
+                w.details(),
+                start,
+            )),
+            MessageView::Element(e) => {
+                if let Some(s) = e.structure() {
+                    log.elements.push(s.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    log
+}
+
+/// Sets the pipeline to NULL on another thread and fails the test if that takes longer than
+/// `limit`. Returns how long it took.
+pub fn stop_within(pipeline: &gst::Pipeline, limit: Duration) -> Duration {
+    let p = pipeline.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        let r = p.set_state(gst::State::Null);
+        let _ = tx.send(r.is_ok());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(ok) => {
+            assert!(ok, "setting the pipeline to NULL failed");
+            start.elapsed()
+        }
+        Err(_) => panic!("the pipeline did not reach NULL within {limit:?}: a state change hung"),
+    }
+}
+
+/// Parses a launch line into a pipeline.
+pub fn pipeline(desc: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(desc)
+        .unwrap_or_else(|e| panic!("pipeline '{desc}': {e}"))
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline")
+}
+
+/// Runs a command with a time limit; returns (success, stdout, stderr).
+pub fn run_tool(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for tool") {
+            let out = child.wait_with_output().expect("tool output");
+            return (
+                status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-tests-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// A Y4M file: its header fields and raw frames.
+pub struct Y4m {
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Frame rate.
+    pub fps: (i32, i32),
+    /// 8 or 10.
+    pub depth: u32,
+    /// Each frame's planes (I420 or I420_10LE, tightly packed).
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// Reads a 4:2:0 Y4M file (8 or 10 bit).
+pub fn read_y4m(path: &Path) -> Y4m {
+    let data = std::fs::read(path).expect("y4m file");
+    let nl = data.iter().position(|&b| b == b'\n').expect("y4m header");
+    let header = std::str::from_utf8(&data[..nl]).expect("y4m header text");
+    let (mut w, mut h, mut fps, mut depth) = (0u32, 0u32, (25, 1), 8);
+    for f in header.split(' ').skip(1) {
+        match f.as_bytes()[0] {
+            b'W' => w = f[1..].parse().unwrap(),
+            b'H' => h = f[1..].parse().unwrap(),
+            b'F' => {
+                let (n, d) = f[1..].split_once(':').unwrap();
+                fps = (n.parse().unwrap(), d.parse().unwrap());
+            }
+            b'C' => {
+                assert!(
+                    f.starts_with("C420"),
+                    "only 4:2:0 Y4M is read here, not {f}"
+                );
+                if f.contains("p10") {
+                    depth = 10;
+                }
+            }
+            _ => {}
+        }
+    }
+    let bps = if depth > 8 { 2 } else { 1 };
+    let size = (w * h + 2 * w.div_ceil(2) * h.div_ceil(2)) as usize * bps;
+    let mut frames = Vec::new();
+    let mut p = nl + 1;
+    while p < data.len() {
+        let fl = data[p..].iter().position(|&b| b == b'\n').unwrap();
+        p += fl + 1;
+        frames.push(data[p..p + size].to_vec());
+        p += size;
+    }
+    Y4m {
+        width: w,
+        height: h,
+        fps,
+        depth,
+        frames,
+    }
+}
+
+/// The frame payloads of an IVF file.
+pub fn read_ivf(path: &Path) -> Vec<Vec<u8>> {
+    let d = std::fs::read(path).expect("ivf file");
+    assert_eq!(&d[..4], b"DKIF", "not an IVF file");
+    let header_len = u16::from_le_bytes([d[6], d[7]]) as usize;
+    let mut p = header_len;
+    let mut frames = Vec::new();
+    while p + 12 <= d.len() {
+        let size = u32::from_le_bytes(d[p..p + 4].try_into().unwrap()) as usize;
+        frames.push(d[p + 12..p + 12 + size].to_vec());
+        p += 12 + size;
+    }
+    frames
+}
+
+/// Whether a command is on PATH.
+pub fn have_tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The resident set size of this process, in KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Threads of this process now.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[repr(C)]
+struct MallInfo2 {
+    arena: usize,
+    ordblks: usize,
+    smblks: usize,
+    hblks: usize,
+    hblkhd: usize,
+    usmblks: usize,
+    fsmblks: usize,
+    uordblks: usize,
+    fordblks: usize,
+    keepcost: usize,
+}
+
+unsafe extern "C" {
+    fn mallinfo2() -> MallInfo2;
+}
+
+/// Bytes the C heap has handed out and not taken back (glibc `mallinfo2`: allocated arena
+/// space plus mmapped blocks). Unlike the resident size it does not grow when glibc keeps
+/// freed memory in per-thread arenas, so it shows leaks, not fragmentation.
+pub fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 only reads allocator statistics.
+    let m = unsafe { mallinfo2() };
+    (m.uordblks + m.hblkhd) as u64
+}

@@ -331,7 +331,8 @@ pub struct WorkerHandle<C: Codec, R = ()> {
     next_seq: u64,
     failed: bool,
     interrupted: Arc<AtomicBool>,
-    last_probe: Option<u64>,
+    /// The last activity sample and when it was taken.
+    probe_mark: Option<(u64, Instant)>,
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -394,7 +395,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             next_seq: 0,
             failed: false,
             interrupted: config.interrupt.clone().unwrap_or_default(),
-            last_probe: None,
+            probe_mark: None,
         })
     }
 
@@ -590,6 +591,26 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
         }
     }
 
+    /// Reads the activity probe every eighth of the timeout while work is pending; a counter
+    /// that moved since the previous reading is progress at the time of this reading.
+    fn sample_activity(&mut self, g: &mut Inner<C, R>, timeout: Duration) {
+        let every = (timeout / 8).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        if matches!(self.probe_mark, Some((_, at)) if at.elapsed() < every) {
+            return;
+        }
+        let probe = self.context.probe.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sample) = probe.as_ref().and_then(|p| p.sample()) else {
+            return;
+        };
+        drop(probe);
+        let now = Instant::now();
+        if matches!(self.probe_mark, Some((previous, _)) if previous != sample) {
+            // The library's own threads worked since the last reading.
+            g.last_progress = g.last_progress.max(now);
+        }
+        self.probe_mark = Some((sample, now));
+    }
+
     /// Detaches the worker: it is told to stop, its thread is never joined and what it owns
     /// stays with it (leaked if it never returns).
     fn abandon(&mut self, g: &mut Inner<C, R>) {
@@ -648,23 +669,9 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             let pending = g.busy || !g.commands.is_empty();
             let mut slice = WAIT_SLICE;
             if let (Some(timeout), true) = (self.timeout, pending) {
+                self.sample_activity(&mut g, timeout);
                 let idle = g.last_progress.elapsed();
                 if idle >= timeout {
-                    let sample = self
-                        .context
-                        .probe
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .as_ref()
-                        .and_then(|p| p.sample());
-                    let advanced = matches!((sample, self.last_probe), (Some(a), Some(b)) if a != b)
-                        || (sample.is_some() && self.last_probe.is_none());
-                    self.last_probe = sample;
-                    if advanced {
-                        // The codec's own threads are working: that is progress.
-                        g.last_progress = Instant::now();
-                        continue;
-                    }
                     let report = self.report(&g, phase, idle);
                     self.abandon(&mut g);
                     return Err(WorkerError::Failed(RunOutcome::WatchdogAbandoned(report)));

@@ -134,9 +134,10 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Forced key frames work with CRF and CQP only in SVT 1.4.
+    /// SVT 1.4 forces key frames with random access and CRF or CQP only.
     fn can_force_key_frames(&self) -> bool {
         matches!(self.rate_control, RateControl::Crf | RateControl::Cqp)
+            && self.pred_structure == PredStructure::RandomAccess
     }
 
     /// Refuses what SVT 1.4 cannot do, with a sentence that says why.
@@ -217,31 +218,47 @@ fn parse_parameters_string(s: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// Frames SVT-AV1 1.4 holds before the first packet, for the latency query. Random access
-/// keeps a mini-GOP of `2^hierarchical-levels` frames plus its look-ahead; low delay keeps
-/// the frames of its pipeline. Measured against the real library in `tests/`.
-fn encoder_delay_frames(settings: &Settings, parameters: &[(String, String)]) -> u64 {
-    let levels = parameters
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "hierarchical-levels")
-        .and_then(|(_, v)| v.parse::<u32>().ok());
-    match settings.pred_structure {
-        PredStructure::LowDelay => 1,
-        PredStructure::RandomAccess => {
-            let mini_gop = 1u64
-                << levels
-                    .unwrap_or(if settings.preset <= 12 { 5 } else { 4 })
-                    .min(6);
-            let lookahead = parameters
-                .iter()
-                .rev()
-                .find(|(k, _)| k == "lookahead")
-                .and_then(|(_, v)| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            mini_gop + lookahead.min(120)
-        }
+/// Frames SVT-AV1 1.4 holds before it returns the first packet, for the latency query.
+///
+/// Measured against the library (and checked by the tests): low delay holds 2 frames; random
+/// access holds two mini-GOPs when the look-ahead is automatic or at least a mini-GOP long,
+/// one mini-GOP otherwise (three with VBR's automatic look-ahead), never more than a GOP, plus
+/// 4 frames of pipeline. The mini-GOP is
+/// `2^hierarchical-levels`: 32 frames by default, 16 with VBR and with preset 13 above 640x480.
+fn encoder_delay_frames(settings: &Settings, parameters: &[(String, String)], pixels: u64) -> u64 {
+    let last = |key: &str| {
+        parameters
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse::<i64>().ok())
+    };
+    if last("pred-struct") == Some(1) {
+        return 2;
     }
+    let preset = last("preset").unwrap_or(i64::from(settings.preset));
+    let default_levels = if last("rc") == Some(1) || (preset >= 13 && pixels > 640 * 480) {
+        4
+    } else {
+        5
+    };
+    let levels = last("hierarchical-levels")
+        .unwrap_or(default_levels)
+        .clamp(0, 5) as u32;
+    let mini_gop = 1u64 << levels;
+    let vbr = last("rc") == Some(1);
+    let window = match last("lookahead") {
+        Some(l) if l >= 0 && (l as u64) < mini_gop => mini_gop,
+        // VBR's automatic look-ahead reaches one mini-GOP further.
+        None | Some(-1) if vbr => 3 * mini_gop,
+        _ => 2 * mini_gop,
+    };
+    // keyint -2 (about five seconds) and -1 (no key frames) never cut the window short.
+    let gop = match last("keyint") {
+        Some(k) if k > 0 => k as u64,
+        _ => u64::MAX,
+    };
+    window.min(gop) + 4
 }
 
 fn fixated(mut caps: gst::Caps) -> gst::Caps {
@@ -274,6 +291,8 @@ struct State {
     key_requests: Vec<Option<gst::ClockTime>>,
     delay_frames: u64,
     warned_force_key: bool,
+    /// Input caps the encoder could not be started for (the error was posted once).
+    failed_caps: Option<gst::Caps>,
 }
 
 impl Default for State {
@@ -290,6 +309,7 @@ impl Default for State {
             key_requests: Vec::new(),
             delay_frames: 0,
             warned_force_key: false,
+            failed_caps: None,
         }
     }
 }
@@ -316,16 +336,16 @@ impl VigilSvtAv1Enc {
         let info = gst_video::VideoInfo::from_caps(incaps).map_err(|_| {
             gst::error_msg!(
                 gst::CoreError::Negotiation,
-                ["input caps {} do not describe raw video", incaps]
+                ("input caps {} do not describe raw video", incaps)
             )
         })?;
         if !matches!(info.format(), VideoFormat::I420 | VideoFormat::I42010le) {
             return Err(gst::error_msg!(
                 gst::StreamError::Format,
-                [
+                (
                     "format {} is not supported (I420 and I420_10LE are)",
                     info.format()
-                ]
+                )
             ));
         }
         let (w, h) = (info.width(), info.height());
@@ -334,7 +354,7 @@ impl VigilSvtAv1Enc {
         {
             return Err(gst::error_msg!(
                 gst::StreamError::Format,
-                [
+                (
                     "frame size {}x{} is outside what SVT-AV1 accepts ({}x{} to {}x{})",
                     w,
                     h,
@@ -342,19 +362,19 @@ impl VigilSvtAv1Enc {
                     encoder::MIN_SIZE,
                     encoder::MAX_WIDTH,
                     encoder::MAX_HEIGHT
-                ]
+                )
             ));
         }
         if info.is_interlaced() {
             return Err(gst::error_msg!(
                 gst::StreamError::Format,
-                ["interlaced input is not supported: deinterlace first"]
+                ("interlaced input is not supported: deinterlace first")
             ));
         }
         let settings = self.settings.lock().unwrap().clone();
         settings
             .validate()
-            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ["{}", m]))?;
+            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?;
         // Colorimetry of the caps goes into the sequence header (the parameters-string, applied
         // after it, may override it).
         let colorimetry = info.colorimetry();
@@ -373,7 +393,7 @@ impl VigilSvtAv1Enc {
         colour.push(("color-range".to_owned(), u32::from(full).to_string()));
         let parameters = settings
             .parameters(colour)
-            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ["{}", m]))?;
+            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?;
         let fps = info.fps();
         let setup = EncoderSetup {
             width: w,
@@ -393,7 +413,7 @@ impl VigilSvtAv1Enc {
         if !settings.fault_injection.is_empty() {
             config.fault = Some(
                 vigil_core::fault::FaultPlan::parse(&settings.fault_injection)
-                    .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ["{}", m]))?,
+                    .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?,
             );
         }
         gst::debug!(
@@ -403,7 +423,7 @@ impl VigilSvtAv1Enc {
             info.format()
         );
         let mut worker = Worker::spawn(config, move |ctx| SvtEncoder::create(setup, ctx))
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ["{}", e]))?;
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ("{}", e)))?;
         let header = match worker.wait_started() {
             Ok(h) => h,
             Err(WorkerError::Codec(e)) => {
@@ -411,25 +431,25 @@ impl VigilSvtAv1Enc {
                     CodecErrorKind::Settings => gst::LibraryError::Settings,
                     _ => gst::LibraryError::Init,
                 };
-                return Err(gst::error_msg!(kind, ["{}", e.message]));
+                return Err(gst::error_msg!(kind, ("{}", e.message)));
             }
             Err(e) => {
                 // A wedge or panic while starting: one ERROR with the watchdog details.
                 let _ = self.post_error(e);
                 return Err(gst::error_msg!(
                     gst::LibraryError::Init,
-                    ["the SVT-AV1 encoder did not start"]
+                    ("the SVT-AV1 encoder did not start")
                 ));
             }
         };
         let outcaps = self
             .output_caps(&info, &header)
-            .map_err(|m| gst::error_msg!(gst::LibraryError::Init, ["{}", m]))?;
+            .map_err(|m| gst::error_msg!(gst::LibraryError::Init, ("{}", m)))?;
         Ok(Prepared {
             incaps: incaps.clone(),
             outcaps,
             worker,
-            delay_frames: encoder_delay_frames(&settings, &parameters),
+            delay_frames: encoder_delay_frames(&settings, &parameters, u64::from(w) * u64::from(h)),
         })
     }
 
@@ -805,7 +825,7 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
         let settings = self.settings.lock().unwrap().clone();
         settings
             .validate()
-            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ["{}", m]))?;
+            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?;
         *self.state.lock().unwrap() = State::default();
         Ok(())
     }
@@ -888,6 +908,9 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                     return p.outcaps.clone();
                 }
             }
+            if state.failed_caps.as_ref() == Some(caps) {
+                return fixated(othercaps);
+            }
         }
         match self.prepare(caps) {
             Ok(prepared) => {
@@ -904,6 +927,7 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                 }
             }
             Err(msg) => {
+                self.state.lock().unwrap().failed_caps = Some(caps.clone());
                 self.post_error_message(msg);
                 fixated(othercaps)
             }

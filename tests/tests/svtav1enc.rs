@@ -1,0 +1,820 @@
+// SPDX-License-Identifier: MPL-2.0
+//! `vigilsvtav1enc` through real pipelines, the real SVT-AV1 library and the reference tools,
+//! with the plugin loaded from its shared library.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use vigil_tests::*;
+
+const FPS: i32 = 25;
+
+fn frame_duration() -> gst::ClockTime {
+    gst::ClockTime::SECOND / FPS as u64
+}
+
+/// Encodes the frames of `y4m` with the element set up by `props`; returns each output buffer.
+fn encode_y4m(y4m: &Y4m, props: &str, colorimetry: &str) -> Vec<gst::Buffer> {
+    let format = if y4m.depth > 8 { "I420_10LE" } else { "I420" };
+    let p = pipeline(&format!(
+        "appsrc name=src format=time caps=video/x-raw,format={format},width={},height={},framerate={}/{},colorimetry={colorimetry} \
+         ! vigilsvtav1enc name=enc {props} ! appsink name=sink sync=false",
+        y4m.width, y4m.height, y4m.fps.0, y4m.fps.1
+    ));
+    let src = p
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = p
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let o = out.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                o.lock().unwrap().push(sample.buffer_owned().unwrap());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let frames = y4m.frames.clone();
+    let dur = gst::ClockTime::SECOND
+        .mul_div_floor(y4m.fps.1 as u64, y4m.fps.0 as u64)
+        .unwrap();
+    std::thread::spawn(move || {
+        for (i, f) in frames.into_iter().enumerate() {
+            let mut b = gst::Buffer::from_mut_slice(f);
+            {
+                let b = b.get_mut().unwrap();
+                b.set_pts(dur * i as u64);
+                b.set_duration(dur);
+            }
+            if src.push_buffer(b).is_err() {
+                return;
+            }
+        }
+        let _ = src.end_of_stream();
+    });
+    let log = run(&p, Duration::from_secs(120), Duration::from_millis(200));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(log.errors.is_empty(), "{}", log.error_text());
+    assert!(log.eos.is_some(), "no EOS: {log:?}");
+    std::mem::take(&mut *out.lock().unwrap())
+}
+
+fn ffmpeg_y4m(
+    dir: &std::path::Path,
+    name: &str,
+    size: &str,
+    frames: u32,
+    pix_fmt: &str,
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let (ok, _, err) = run_tool(
+        Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("testsrc2=size={size}:rate={FPS}"),
+                "-frames:v",
+                &frames.to_string(),
+                "-pix_fmt",
+                pix_fmt,
+                "-strict",
+                "-1",
+                "-y",
+            ])
+            .arg(&path),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg could not write the test input: {err}");
+    path
+}
+
+#[test]
+fn output_is_byte_identical_to_svtav1encapp() {
+    init();
+    let dir = scratch("bitexact");
+    // (pixel format, element properties, the same parameters for SvtAv1EncApp). One-pass VBR
+    // is left out: SvtAv1EncApp itself does not give the same bytes twice in that mode.
+    let configs: [(&str, &str, &[&str]); 4] = [
+        (
+            "yuv420p",
+            "preset=10 crf=30 keyframe-max-dist=30",
+            &["--preset", "10", "--crf", "30", "--keyint", "30"],
+        ),
+        (
+            "yuv420p10le",
+            "preset=12 rate-control=cqp qp=40",
+            &[
+                "--preset",
+                "12",
+                "--rc",
+                "0",
+                "--aq-mode",
+                "0",
+                "--qp",
+                "40",
+            ],
+        ),
+        (
+            "yuv420p",
+            "preset=9 crf=38 film-grain=8 keyframe-max-dist=16",
+            &[
+                "--preset",
+                "9",
+                "--crf",
+                "38",
+                "--film-grain",
+                "8",
+                "--keyint",
+                "16",
+            ],
+        ),
+        (
+            "yuv420p",
+            "preset=12 pred-structure=low-delay crf=45 tile-columns=1",
+            &[
+                "--preset",
+                "12",
+                "--pred-struct",
+                "1",
+                "--crf",
+                "45",
+                "--tile-columns",
+                "1",
+            ],
+        ),
+    ];
+    for (i, (pix_fmt, props, app_args)) in configs.iter().enumerate() {
+        let input = ffmpeg_y4m(&dir, &format!("in{i}.y4m"), "352x288", 40, pix_fmt);
+        let ivf = dir.join(format!("app{i}.ivf"));
+        let (ok, _, err) = run_tool(
+            Command::new("SvtAv1EncApp")
+                .arg("-i")
+                .arg(&input)
+                .arg("-b")
+                .arg(&ivf)
+                .args(*app_args)
+                // bt709 limited range, as the caps below say
+                .args([
+                    "--color-primaries",
+                    "1",
+                    "--transfer-characteristics",
+                    "1",
+                    "--matrix-coefficients",
+                    "1",
+                    "--color-range",
+                    "0",
+                ]),
+            Duration::from_secs(120),
+        );
+        assert!(ok, "SvtAv1EncApp failed: {err}");
+        let reference = read_ivf(&ivf);
+        let y4m = read_y4m(&input);
+        let ours = encode_y4m(&y4m, props, "bt709");
+        assert_eq!(ours.len(), reference.len(), "config {props}: packet count");
+        for (n, (a, b)) in ours.iter().zip(&reference).enumerate() {
+            let a = a.map_readable().unwrap();
+            assert!(
+                a.as_slice() == b.as_slice(),
+                "config {props}: packet {n} differs from SvtAv1EncApp"
+            );
+        }
+    }
+}
+
+fn encode_to_file(path: &std::path::Path, mux: &str, frames: u32) {
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=320,height=240,framerate={FPS}/1 \
+         ! vigilsvtav1enc preset=12 ! {mux} ! filesink location={}",
+        path.display()
+    ));
+    let log = run(&p, Duration::from_secs(60), Duration::from_millis(100));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "encode failed: {}",
+        log.error_text()
+    );
+}
+
+fn count_decoded(desc: &str) -> usize {
+    let p = pipeline(&format!("{desc} ! appsink name=sink sync=false"));
+    let sink = p
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let n = Arc::new(Mutex::new(0usize));
+    let n2 = n.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                *n2.lock().unwrap() += 1;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let log = run(&p, Duration::from_secs(60), Duration::from_millis(100));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "decode failed: {}",
+        log.error_text()
+    );
+    *n.lock().unwrap()
+}
+
+#[test]
+fn output_decodes_with_libaom_and_dav1d_and_roundtrips_through_muxers() {
+    init();
+    let dir = scratch("decode");
+    let obu = dir.join("out.obu");
+    encode_to_file(&obu, "identity", 45);
+    let (ok, out, err) = run_tool(
+        Command::new("dav1d")
+            .args(["--demuxer", "section5", "-o", "/dev/null", "-i"])
+            .arg(&obu),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "dav1d failed: {err}");
+    assert!(
+        format!("{out}{err}").contains("45/45 frames"),
+        "dav1d decoded: {out}{err}"
+    );
+
+    assert_eq!(
+        count_decoded(&format!(
+            "filesrc location={} ! video/x-av1,stream-format=obu-stream,alignment=tu ! av1parse ! av1dec",
+            obu.display()
+        )),
+        45,
+        "libaom av1dec frame count"
+    );
+
+    let mp4 = dir.join("out.mp4");
+    encode_to_file(&mp4, "mp4mux", 45);
+    assert_eq!(
+        count_decoded(&format!(
+            "filesrc location={} ! qtdemux ! av1parse ! av1dec",
+            mp4.display()
+        )),
+        45
+    );
+    let mkv = dir.join("out.mkv");
+    encode_to_file(&mkv, "matroskamux", 45);
+    assert_eq!(
+        count_decoded(&format!(
+            "filesrc location={} ! matroskademux ! av1parse ! av1dec",
+            mkv.display()
+        )),
+        45
+    );
+}
+
+/// Pushes `n` frames through the encoder with PTS starting at `base`; `before` may send events
+/// before frame i. Returns the output buffers.
+fn encode_frames(
+    props: &str,
+    n: u64,
+    base: gst::ClockTime,
+    before: impl Fn(u64, &gst_app::AppSrc, &gst_app::AppSink) + Send + 'static,
+) -> Vec<gst::Buffer> {
+    let p = pipeline(&format!(
+        "appsrc name=src format=time caps=video/x-raw,format=I420,width=160,height=128,framerate={FPS}/1 \
+         ! vigilsvtav1enc name=enc preset=12 {props} ! appsink name=sink sync=false"
+    ));
+    let src = p
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = p
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let o = out.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                o.lock().unwrap().push(sample.buffer_owned().unwrap());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let size = 160 * 128 * 3 / 2;
+    let s2 = sink.clone();
+    std::thread::spawn(move || {
+        for i in 0..n {
+            before(i, &src, &s2);
+            let mut b = gst::Buffer::from_mut_slice(vec![((i * 13) % 200) as u8 + 20; size]);
+            {
+                let b = b.get_mut().unwrap();
+                b.set_pts(base + frame_duration() * i);
+                b.set_duration(frame_duration());
+            }
+            if src.push_buffer(b).is_err() {
+                return;
+            }
+        }
+        let _ = src.end_of_stream();
+    });
+    let log = run(&p, Duration::from_secs(60), Duration::from_millis(100));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{}",
+        log.error_text()
+    );
+    std::mem::take(&mut *out.lock().unwrap())
+}
+
+#[test]
+fn timestamps_are_carried_and_key_frames_flagged() {
+    init();
+    let base = gst::ClockTime::from_seconds(1000);
+    let out = encode_frames("keyframe-max-dist=20", 50, base, |_, _, _| {});
+    assert_eq!(out.len(), 50);
+    let mut pts: Vec<_> = out.iter().map(|b| b.pts().unwrap()).collect();
+    assert!(
+        pts.windows(2).all(|w| w[0] < w[1]),
+        "packets come in presentation order"
+    );
+    pts.sort();
+    let expected: Vec<_> = (0..50).map(|i| base + frame_duration() * i).collect();
+    assert_eq!(pts, expected, "output PTS equal the input PTS");
+    for b in &out {
+        assert_eq!(b.dts(), b.pts(), "DTS = PTS");
+        assert_eq!(b.duration(), Some(frame_duration()));
+    }
+    let keys: Vec<u64> = out
+        .iter()
+        .filter(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT))
+        .map(|b| (b.pts().unwrap() - base).nseconds() / frame_duration().nseconds())
+        .collect();
+    assert_eq!(keys.first(), Some(&0), "the first frame is a key frame");
+    assert!(
+        keys.len() >= 2,
+        "a GOP of 20 gives more than one key frame: {keys:?}"
+    );
+    for k in &keys {
+        let data = out[*k as usize].map_readable().unwrap();
+        // A key frame's temporal unit carries the sequence header.
+        let obus = obu_types(data.as_slice());
+        assert!(
+            obus.contains(&1),
+            "key frame {k} has no sequence header: {obus:?}"
+        );
+    }
+}
+
+/// OBU types in a temporal unit.
+fn obu_types(data: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut p = 0;
+    while p < data.len() {
+        let h = data[p];
+        types.push((h >> 3) & 0xf);
+        let mut q = p + 1 + usize::from(h & 4 != 0);
+        let mut size = 0usize;
+        for i in 0..8 {
+            let b = data[q];
+            q += 1;
+            size |= ((b & 0x7f) as usize) << (7 * i);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        p = q + size;
+    }
+    types
+}
+
+fn key_indices(out: &[gst::Buffer]) -> Vec<u64> {
+    out.iter()
+        .filter(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT))
+        .map(|b| b.pts().unwrap().nseconds() / frame_duration().nseconds())
+        .collect()
+}
+
+#[test]
+fn forced_key_units_are_honoured_from_upstream_and_downstream() {
+    init();
+    let plain = encode_frames("", 80, gst::ClockTime::ZERO, |_, _, _| {});
+    assert_eq!(
+        key_indices(&plain),
+        vec![0],
+        "without a request only frame 0 is a key frame"
+    );
+
+    // Downstream event from the source, ahead of frame 23.
+    let out = encode_frames("", 80, gst::ClockTime::ZERO, |i, src, _| {
+        if i == 23 {
+            let ev = gst_video::DownstreamForceKeyUnitEvent::builder()
+                .running_time(frame_duration() * 23)
+                .build();
+            src.send_event(ev);
+        }
+    });
+    assert!(
+        key_indices(&out).contains(&23),
+        "downstream request at 23: keys {:?}",
+        key_indices(&out)
+    );
+
+    // Upstream event from the sink, asking for frame 51 before it is pushed.
+    let out = encode_frames("", 80, gst::ClockTime::ZERO, |i, _, sink| {
+        if i == 40 {
+            let ev = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .running_time(frame_duration() * 51)
+                .build();
+            sink.static_pad("sink").unwrap().push_event(ev);
+        }
+    });
+    assert!(
+        key_indices(&out).contains(&51),
+        "upstream request for 51: keys {:?}",
+        key_indices(&out)
+    );
+}
+
+/// Feeds frames one at a time and counts how many go in before the first packet comes out.
+fn measured_delay(props: &str) -> (u64, gst::ClockTime) {
+    let p = pipeline(&format!(
+        "appsrc name=src format=time is-live=true caps=video/x-raw,format=I420,width=160,height=128,framerate={FPS}/1 \
+         ! vigilsvtav1enc name=enc preset=13 {props} ! appsink name=sink sync=false"
+    ));
+    let src = p
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = p
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let enc = p.by_name("enc").unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let size = 160 * 128 * 3 / 2;
+    let mut first = None;
+    for i in 0..120u64 {
+        let mut b = gst::Buffer::from_mut_slice(vec![(i % 200) as u8; size]);
+        b.get_mut().unwrap().set_pts(frame_duration() * i);
+        src.push_buffer(b).unwrap();
+        if sink
+            .try_pull_sample(gst::ClockTime::from_mseconds(150))
+            .is_some()
+        {
+            first = Some(i);
+            break;
+        }
+    }
+    let mut q = gst::query::Latency::new();
+    assert!(
+        enc.static_pad("src").unwrap().query(&mut q),
+        "latency query answered"
+    );
+    stop_within(&p, Duration::from_secs(2));
+    (first.expect("a packet within 120 frames"), q.result().1)
+}
+
+#[test]
+fn latency_query_reports_the_encoder_delay() {
+    init();
+    for props in [
+        "",
+        "pred-structure=low-delay",
+        "lookahead=0",
+        "keyframe-max-dist=40",
+        "rate-control=vbr",
+    ] {
+        let (held, latency) = measured_delay(props);
+        assert_eq!(
+            latency,
+            frame_duration() * held,
+            "'{props}': {held} frames went in before the first packet"
+        );
+    }
+}
+
+struct FaultRun {
+    log: RunLog,
+    stop: Duration,
+}
+
+fn run_fault(fault: &str, timeout_ms: u32, frames: u32) -> FaultRun {
+    let fault = if fault.is_empty() {
+        String::new()
+    } else {
+        format!("fault-injection={fault}")
+    };
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers={frames} ! video/x-raw,width=160,height=128,framerate={FPS}/1 \
+         ! vigilsvtav1enc preset=13 watchdog-timeout={timeout_ms} {fault} ! fakesink"
+    ));
+    let log = run(&p, Duration::from_secs(30), Duration::from_millis(1000));
+    let stop = stop_within(&p, Duration::from_secs(2));
+    FaultRun { log, stop }
+}
+
+fn assert_one_watchdog_error(r: &FaultRun, reason: &str, phase: &str, limit: Duration) {
+    assert!(!r.log.timed_out, "the run hung: {:?}", r.log);
+    // Exactly one ERROR carries the watchdog details, and it comes first; the source may
+    // follow with its generic "streaming stopped" ERROR, as after any flow error.
+    assert_eq!(
+        r.log.watchdog_errors().len(),
+        1,
+        "one watchdog ERROR: {}",
+        r.log.error_text()
+    );
+    assert!(
+        r.log.errors[0].source.contains("vigilsvtav1enc"),
+        "{}",
+        r.log.error_text()
+    );
+    let d = &r.log.watchdog_errors()[0];
+    assert_eq!(d.get::<&str>("reason").unwrap(), reason);
+    assert_eq!(d.get::<&str>("phase").unwrap(), phase);
+    assert!(d.get::<u64>("frames-in").is_ok() && d.get::<u64>("idle-ms").is_ok());
+    assert!(
+        r.log.errors[0].text.contains("truncated"),
+        "{}",
+        r.log.errors[0].text
+    );
+    assert!(
+        r.log.errors[0].at < limit,
+        "ERROR after {:?}, limit {limit:?}",
+        r.log.errors[0].at
+    );
+    assert!(r.stop < Duration::from_secs(2));
+}
+
+#[test]
+fn wedge_while_streaming_posts_one_error_and_stops() {
+    init();
+    let r = run_fault("wedge:streaming:10", 1000, 200);
+    // start-up, 10 frames, then the timeout, plus a margin
+    assert_one_watchdog_error(
+        &r,
+        "abandoned",
+        "streaming",
+        Duration::from_millis(1000 + 1500),
+    );
+    assert!(r.log.eos.is_none(), "no EOS after a failed run");
+}
+
+#[test]
+fn wedge_at_drain_posts_one_error_before_eos() {
+    init();
+    let r = run_fault("wedge:drain", 1000, 30);
+    assert_one_watchdog_error(&r, "abandoned", "drain", Duration::from_millis(1000 + 1500));
+}
+
+#[test]
+fn panic_while_streaming_posts_one_error_and_stops() {
+    init();
+    let r = run_fault("panic:streaming:5", 1000, 200);
+    assert_one_watchdog_error(&r, "panicked", "streaming", Duration::from_millis(1500));
+}
+
+#[test]
+fn panic_at_drain_posts_one_error() {
+    init();
+    let r = run_fault("panic:drain", 1000, 30);
+    assert_one_watchdog_error(&r, "panicked", "drain", Duration::from_millis(1500));
+}
+
+#[test]
+fn clean_run_ends_in_eos_without_error() {
+    init();
+    let r = run_fault("", 1000, 30);
+    assert!(r.log.errors.is_empty(), "{}", r.log.error_text());
+    assert!(r.log.eos.is_some());
+}
+
+#[test]
+fn slow_but_progressing_encoder_does_not_trip() {
+    init();
+    // Every frame takes 70 % of the timeout; the run takes many timeouts.
+    let r = run_fault("slow=350:streaming", 500, 12);
+    assert!(r.log.errors.is_empty(), "{}", r.log.error_text());
+    assert!(r.log.eos.is_some());
+    assert!(r.log.eos.unwrap() > Duration::from_millis(3000));
+}
+
+fn expect_clear_error(desc: &str, needle: &str) {
+    let p = pipeline(desc);
+    let log = run(&p, Duration::from_secs(20), Duration::from_millis(300));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(!log.timed_out, "'{desc}' hung");
+    assert!(!log.errors.is_empty(), "'{desc}' gave no ERROR");
+    let all = log.error_text();
+    assert!(
+        all.contains(needle),
+        "'{desc}': the ERROR does not say '{needle}': {all}"
+    );
+}
+
+#[test]
+fn bad_input_gives_a_clear_error() {
+    init();
+    // Caps the encoder cannot take are refused by negotiation, at run time.
+    for caps in [
+        "video/x-raw,format=Y444,width=160,height=128,framerate=25/1",
+        "video/x-raw,format=I420,width=32,height=32,framerate=25/1",
+        "video/x-raw,format=I420,width=20000,height=128,framerate=25/1",
+    ] {
+        let p = pipeline("appsrc name=src format=time ! vigilsvtav1enc ! fakesink");
+        let src = p
+            .by_name("src")
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap();
+        src.set_caps(Some(&caps.parse::<gst::Caps>().unwrap()));
+        let info = gst_video::VideoInfo::from_caps(&caps.parse::<gst::Caps>().unwrap()).unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                let _ = src.push_buffer(gst::Buffer::with_size(info.size()).unwrap());
+            }
+        });
+        let log = run(&p, Duration::from_secs(20), Duration::from_millis(300));
+        stop_within(&p, Duration::from_secs(2));
+        assert!(!log.timed_out, "{caps}: hung");
+        assert!(
+            log.error_text().contains("not-negotiated"),
+            "{caps}: {}",
+            log.error_text()
+        );
+    }
+    expect_clear_error(
+        "videotestsrc num-buffers=5 ! video/x-raw,width=160,height=128 ! vigilsvtav1enc parameters-string=no-such-key=3 ! fakesink",
+        "no-such-key=3",
+    );
+    expect_clear_error(
+        "videotestsrc num-buffers=5 ! video/x-raw,width=160,height=128 ! vigilsvtav1enc parameters-string=preset ! fakesink",
+        "not a key=value pair",
+    );
+    expect_clear_error(
+        "videotestsrc num-buffers=5 ! video/x-raw,width=160,height=128 ! vigilsvtav1enc rate-control=cbr ! fakesink",
+        "low-delay",
+    );
+    expect_clear_error(
+        "videotestsrc num-buffers=5 ! video/x-raw,width=160,height=128 ! vigilsvtav1enc rate-control=vbr max-bitrate=500 ! fakesink",
+        "max-bitrate",
+    );
+}
+
+#[test]
+fn two_hundred_state_cycles_and_four_encoders_at_once() {
+    init();
+    let p = pipeline(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=160,height=128,framerate={FPS}/1 ! vigilsvtav1enc name=enc preset=13 ! fakesink"
+    ));
+    // Each cycle stops with frames inside the encoder (random access holds dozens).
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t2 = taken.clone();
+    p.by_name("enc")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            t2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        });
+    let cycle = |p: &gst::Pipeline| {
+        taken.store(0, std::sync::atomic::Ordering::SeqCst);
+        p.set_state(gst::State::Playing).unwrap();
+        let t = Instant::now();
+        while taken.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "no frame reached the encoder"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop_within(p, Duration::from_secs(2));
+    };
+    for _ in 0..20 {
+        cycle(&p);
+    }
+    let (heap0, rss0, threads0) = (heap_in_use(), rss_kib(), thread_count());
+    for _ in 0..180 {
+        cycle(&p);
+    }
+    let (heap1, rss1, threads1) = (heap_in_use(), rss_kib(), thread_count());
+    assert!(
+        threads1 <= threads0 + 2,
+        "threads leak: {threads0} -> {threads1}"
+    );
+    // The heap in use must stay flat (8 MiB of slack over 180 cycles: under 50 KiB a cycle).
+    // The resident size is printed only: glibc's per-thread arenas keep freed memory, and
+    // every cycle starts SVT-AV1's thread pool anew.
+    println!("heap {heap0} -> {heap1} bytes, resident {rss0} -> {rss1} KiB");
+    assert!(
+        heap1 < heap0 + 8 * 1024 * 1024,
+        "heap grows: {heap0} -> {heap1} bytes over 180 cycles"
+    );
+
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let p = pipeline(&format!(
+                    "videotestsrc num-buffers=60 pattern={i} ! video/x-raw,width=320,height=240,framerate={FPS}/1 ! vigilsvtav1enc preset=12 ! fakesink name=sink"
+                ));
+                let log = run(&p, Duration::from_secs(60), Duration::from_millis(100));
+                stop_within(&p, Duration::from_secs(2));
+                log
+            })
+        })
+        .collect();
+    for h in handles {
+        let log = h.join().unwrap();
+        assert!(
+            log.errors.is_empty() && log.eos.is_some(),
+            "{}",
+            log.error_text()
+        );
+    }
+}
+
+#[test]
+fn stopping_a_wedged_encoder_returns_within_the_timeout() {
+    init();
+    let p = pipeline(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=160,height=128,framerate={FPS}/1 ! vigilsvtav1enc preset=13 watchdog-timeout=1000 fault-injection=wedge:streaming:3 ! fakesink"
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let t = Instant::now();
+    stop_within(&p, Duration::from_secs(2));
+    assert!(t.elapsed() < Duration::from_millis(1000 + 500));
+}
+
+#[test]
+fn every_property_is_documented_and_inspect_is_clean() {
+    init();
+    let enc = gst::ElementFactory::make("vigilsvtav1enc").build().unwrap();
+    for p in enc.list_properties() {
+        if p.owner_type() != enc.type_() {
+            continue;
+        }
+        assert!(
+            !p.blurb().unwrap_or_default().is_empty(),
+            "{} has no blurb",
+            p.name()
+        );
+        assert_ne!(p.nick(), p.name(), "{} has no nick", p.name());
+    }
+    let (ok, out, err) = run_tool(
+        Command::new("gst-inspect-1.0")
+            .arg("vigilsvtav1enc")
+            .env("GST_PLUGIN_PATH", plugin_dir()),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "gst-inspect-1.0 failed: {err}");
+    assert!(
+        !err.contains("WARN") && !err.contains("CRITICAL"),
+        "gst-inspect-1.0 warned: {err}"
+    );
+    for prop in [
+        "preset",
+        "rate-control",
+        "crf",
+        "qp",
+        "target-bitrate",
+        "max-bitrate",
+        "keyframe-max-dist",
+        "pred-structure",
+        "lookahead",
+        "scene-change-detection",
+        "film-grain",
+        "tile-columns",
+        "tile-rows",
+        "threads",
+        "parameters-string",
+        "watchdog-timeout",
+    ] {
+        let shown = out.lines().any(|l| {
+            l.trim_start()
+                .strip_prefix(prop)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        });
+        assert!(shown, "gst-inspect-1.0 does not show {prop}");
+    }
+}
