@@ -23,13 +23,16 @@ pub fn plugin_dir() -> PathBuf {
     exe.parent().expect("deps directory").to_path_buf()
 }
 
+/// The plugin libraries the tests load.
+pub const PLUGINS: &[&str] = &["libgstvigilsvtav1.so"];
+
 /// Initialises GStreamer once and loads every vigil plugin from [`plugin_dir`].
 pub fn init() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         gst::init().expect("GStreamer initialises");
         let dir = plugin_dir();
-        for name in ["libgstvigilsvtav1.so"] {
+        for name in PLUGINS {
             let path = dir.join(name);
             assert!(
                 path.exists(),

@@ -359,15 +359,10 @@ impl SvtEncoder {
         if !self.eos_sent {
             self.send_eos()?;
         }
-        loop {
-            match self.get_packet(true)? {
-                Some((out, eos)) => {
-                    on_packet(self, out);
-                    if eos {
-                        break;
-                    }
-                }
-                None => break,
+        while let Some((out, eos)) = self.get_packet(true)? {
+            on_packet(self, out);
+            if eos {
+                break;
             }
         }
         self.destroy();

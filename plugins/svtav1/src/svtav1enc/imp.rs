@@ -898,15 +898,16 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
         }
         {
             let state = self.state.lock().unwrap();
-            if state.incaps.as_ref() == Some(caps) && state.worker.is_some() {
-                if let Some(c) = &state.outcaps {
-                    return c.clone();
-                }
+            if state.incaps.as_ref() == Some(caps)
+                && state.worker.is_some()
+                && let Some(c) = &state.outcaps
+            {
+                return c.clone();
             }
-            if let Some(p) = &state.prepared {
-                if &p.incaps == caps {
-                    return p.outcaps.clone();
-                }
+            if let Some(p) = &state.prepared
+                && &p.incaps == caps
+            {
+                return p.outcaps.clone();
             }
             if state.failed_caps.as_ref() == Some(caps) {
                 return fixated(othercaps);
@@ -972,8 +973,10 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
-        if direction == gst::PadDirection::Src {
-            if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            {
                 let sinkpad = self.obj().sink_pad().clone();
                 let mut upstream = gst::query::Latency::new();
                 if !sinkpad.peer_query(&mut upstream) {
