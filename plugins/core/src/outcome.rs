@@ -54,6 +54,8 @@ pub struct FailureReport {
     pub frames_in: u64,
     /// Outputs the worker had produced.
     pub frames_out: u64,
+    /// Inputs handed to the worker and never delivered (queued, or the one it was on).
+    pub undelivered: u64,
     /// The panic payload, for a panic.
     pub panic_message: Option<String>,
 }
@@ -95,14 +97,16 @@ impl RunOutcome {
         match self {
             RunOutcome::Completed => None,
             RunOutcome::WatchdogAbandoned(r) => Some(format!(
-                "{what} made no progress for {} ms with work pending ({}); it was abandoned",
+                "{what} made no progress for {} ms with work pending ({}); it was abandoned with {} input(s) undelivered",
                 r.idle.as_millis(),
-                r.phase
+                r.phase,
+                r.undelivered
             )),
             RunOutcome::Panicked(r) => Some(format!(
-                "{what} panicked ({}): {}",
+                "{what} panicked ({}): {}; {} input(s) undelivered",
                 r.phase,
-                r.panic_message.as_deref().unwrap_or("no message")
+                r.panic_message.as_deref().unwrap_or("no message"),
+                r.undelivered
             )),
         }
     }
@@ -119,6 +123,7 @@ impl RunOutcome {
             )
             .field("frames-in", r.frames_in)
             .field("frames-out", r.frames_out)
+            .field("undelivered", r.undelivered)
             .build();
         if let Some(m) = &r.panic_message {
             s.set("panic-message", m.as_str());
@@ -204,6 +209,7 @@ mod tests {
             idle: Duration::from_millis(1500),
             frames_in: 10,
             frames_out: 4,
+            undelivered: 6,
             panic_message: None,
         });
         let s = outcome.details().unwrap();
@@ -213,6 +219,7 @@ mod tests {
         assert_eq!(s.get::<u64>("idle-ms").unwrap(), 1500);
         assert_eq!(s.get::<u64>("frames-in").unwrap(), 10);
         assert_eq!(s.get::<u64>("frames-out").unwrap(), 4);
+        assert_eq!(s.get::<u64>("undelivered").unwrap(), 6);
         assert!(RunOutcome::Completed.details().is_none());
     }
 }

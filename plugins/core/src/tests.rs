@@ -184,9 +184,16 @@ fn lookahead_held_while_waiting_for_input_is_not_idle() {
     assert_eq!(h.shutdown(), RunOutcome::Completed);
 }
 
+/// Panics print (and may symbolise a backtrace), which can take long on a loaded machine:
+/// they get a generous timeout, wedges a short one.
+fn timeout_for(m: Misbehave) -> u32 {
+    if m == Misbehave::Panic { 3000 } else { 300 }
+}
+
 fn wedge_or_panic_while_streaming(m: Misbehave, reason: &str) {
     let (mut h, dropped) = spawn(Setup {
         streaming: m,
+        timeout_ms: timeout_for(m),
         ..Default::default()
     });
     let t = Instant::now();
@@ -200,7 +207,7 @@ fn wedge_or_panic_while_streaming(m: Misbehave, reason: &str) {
     let outcome = expect_failed(err.expect("a wedged or panicked worker must fail submit"));
     assert_eq!(outcome.reason(), Some(reason));
     assert_eq!(outcome.failure().unwrap().phase, Phase::Streaming);
-    assert!(t.elapsed() < Duration::from_millis(300 + 500));
+    assert!(t.elapsed() < Duration::from_millis(u64::from(timeout_for(m)) + 500));
     // The failure is reported once; later calls say it was already reported.
     assert!(matches!(h.submit(1), Err(WorkerError::AlreadyFailed)));
     let t = Instant::now();
@@ -226,6 +233,7 @@ fn panic_while_streaming_is_a_failure() {
 fn wedge_or_panic_at_drain(m: Misbehave, reason: &str) {
     let (mut h, dropped) = spawn(Setup {
         drain: m,
+        timeout_ms: timeout_for(m),
         ..Default::default()
     });
     for i in 0..6 {
@@ -237,7 +245,7 @@ fn wedge_or_panic_at_drain(m: Misbehave, reason: &str) {
     let f = outcome.failure().unwrap();
     assert_eq!(f.phase, Phase::Drain);
     assert_eq!(f.frames_in, 6);
-    assert!(t.elapsed() < Duration::from_millis(300 + 500));
+    assert!(t.elapsed() < Duration::from_millis(u64::from(timeout_for(m)) + 500));
     if reason == "abandoned" {
         assert!(f.idle >= Duration::from_millis(300));
     }
@@ -258,6 +266,7 @@ fn panic_at_drain_is_a_failure() {
 fn wedge_or_panic_at_flush(m: Misbehave, reason: &str) {
     let (mut h, _) = spawn(Setup {
         flush: m,
+        timeout_ms: timeout_for(m),
         ..Default::default()
     });
     h.submit(1).unwrap();
@@ -380,7 +389,7 @@ fn interrupt_unblocks_a_full_queue_wait() {
 
 #[test]
 fn factory_panic_and_error_are_reported() {
-    let cfg = WorkerConfig::new("vigil-test", 300);
+    let cfg = WorkerConfig::new("vigil-test", timeout_for(Misbehave::Panic));
     let mut h = WorkerHandle::<Doubler, ()>::spawn(cfg.clone(), |_| panic!("init panics")).unwrap();
     let outcome = expect_failed(h.wait_started().unwrap_err());
     assert_eq!(outcome.reason(), Some("panicked"));
@@ -480,4 +489,49 @@ fn fault_plan_wedges_the_real_worker_loop() {
     let outcome = h.drain(|_| Ok::<_, ()>(())).unwrap().unwrap();
     assert_eq!(outcome.reason(), Some("abandoned"));
     assert_eq!(outcome.failure().unwrap().phase, Phase::Drain);
+}
+
+#[test]
+fn try_submit_never_waits_and_still_catches_a_wedge() {
+    let (mut h, _) = spawn(Setup {
+        streaming: Misbehave::Wedge,
+        ..Default::default()
+    });
+    let t = Instant::now();
+    let mut refused = 0;
+    let mut failure = None;
+    while t.elapsed() < Duration::from_secs(2) {
+        match h.try_submit(1) {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => refused += 1,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(refused > 0, "a full queue gives the input back");
+    let outcome = expect_failed(failure.expect("the wedge is caught without waiting"));
+    let f = outcome.failure().unwrap();
+    assert_eq!(outcome.reason(), Some("abandoned"));
+    // Two queued and the one the worker is stuck on.
+    assert_eq!(f.undelivered, 3);
+    assert!(t.elapsed() < Duration::from_millis(300 + 200));
+}
+
+#[test]
+fn drop_oldest_removes_the_head_of_the_queue() {
+    let (mut h, _) = spawn(Setup {
+        streaming: Misbehave::Crawl(Duration::from_millis(100)),
+        timeout_ms: 0,
+        ..Default::default()
+    });
+    h.submit(1).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    h.submit(2).unwrap();
+    h.submit(3).unwrap();
+    assert_eq!(h.drop_oldest(), Some(2));
+    assert_eq!(h.queued(), 1);
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
 }

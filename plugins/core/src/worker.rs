@@ -225,6 +225,8 @@ struct Inner<C: Codec, R> {
     outputs: VecDeque<C::Output>,
     /// The worker is executing a command (or starting): work is pending.
     busy: bool,
+    /// The command being executed is an input (it may never be delivered).
+    busy_with_input: bool,
     completed_seq: u64,
     last_progress: Instant,
     frames_in: u64,
@@ -357,6 +359,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
                 commands: VecDeque::with_capacity(config.input_capacity),
                 outputs: VecDeque::new(),
                 busy: true,
+                busy_with_input: false,
                 completed_seq: 0,
                 last_progress: Instant::now(),
                 frames_in: 0,
@@ -443,6 +446,36 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
         drop(g);
         self.shared.to_worker.notify_all();
         Ok(())
+    }
+
+    /// Queues one input if there is room, without waiting; gives it back when the queue is
+    /// full. Checks the watchdog once (phase `streaming`), so a worker that makes no progress
+    /// is caught even by a caller that never waits.
+    pub fn try_submit(&mut self, input: C::Input) -> Result<Result<(), C::Input>, WorkerError> {
+        let shared = self.shared.clone();
+        let mut g = shared.lock();
+        self.check(&mut g, Phase::Streaming)?;
+        if g.commands.len() >= self.input_capacity {
+            drop(self.wait_once(g, Phase::Streaming)?);
+            return Ok(Err(input));
+        }
+        g.enqueue(Command::Input(input));
+        drop(g);
+        self.shared.to_worker.notify_all();
+        Ok(Ok(()))
+    }
+
+    /// Removes the oldest queued input that the worker has not taken yet.
+    pub fn drop_oldest(&mut self) -> Option<C::Input> {
+        let mut g = self.shared.lock();
+        let pos = g
+            .commands
+            .iter()
+            .position(|c| matches!(c, Command::Input(_)))?;
+        match g.commands.remove(pos) {
+            Some(Command::Input(i)) => Some(i),
+            _ => None,
+        }
     }
 
     /// Takes one output if there is one, without waiting. Reports a failure of the worker.
@@ -582,11 +615,17 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
     }
 
     fn report(&self, g: &Inner<C, R>, phase: Phase, idle: Duration) -> FailureReport {
+        let queued = g
+            .commands
+            .iter()
+            .filter(|c| matches!(c, Command::Input(_)))
+            .count() as u64;
         FailureReport {
             phase,
             idle,
             frames_in: g.frames_in,
             frames_out: g.frames_out,
+            undelivered: queued + u64::from(g.busy_with_input),
             panic_message: None,
         }
     }
@@ -641,6 +680,26 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Evaluates the watchdog once, without waiting.
+    fn wait_once<'g>(
+        &mut self,
+        mut g: MutexGuard<'g, Inner<C, R>>,
+        phase: Phase,
+    ) -> Result<MutexGuard<'g, Inner<C, R>>, WorkerError> {
+        self.check(&mut g, phase)?;
+        let pending = g.busy || !g.commands.is_empty();
+        if let (Some(timeout), true) = (self.timeout, pending) {
+            self.sample_activity(&mut g, timeout);
+            let idle = g.last_progress.elapsed();
+            if idle >= timeout {
+                let report = self.report(&g, phase, idle);
+                self.abandon(&mut g);
+                return Err(WorkerError::Failed(RunOutcome::WatchdogAbandoned(report)));
+            }
+        }
+        Ok(g)
     }
 
     /// The one timed wait: returns when `ready` holds, or with the failure that ended it.
@@ -769,6 +828,7 @@ impl<C: Codec, R: Send + 'static> Worker<C, R> {
                     }
                     if let Some(c) = g.commands.pop_front() {
                         g.busy = true;
+                        g.busy_with_input = matches!(c, Command::Input(_));
                         g.last_progress = Instant::now();
                         if matches!(c, Command::Input(_)) {
                             g.frames_in += 1;
@@ -820,6 +880,7 @@ impl<C: Codec, R: Send + 'static> Worker<C, R> {
             };
             let mut g = shared.lock();
             g.busy = false;
+            g.busy_with_input = false;
             g.last_progress = Instant::now();
             if let Some(seq) = done_seq {
                 g.completed_seq = seq;
