@@ -9,12 +9,13 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 builddir=${VIGIL_BUILD_DIR:-build}
+case "$builddir" in /*) ;; *) builddir="$PWD/$builddir" ;; esac
 [ -f "$builddir/build.ninja" ] || meson setup "$builddir" >/dev/null
 meson compile -C "$builddir" >/dev/null
-export GST_PLUGIN_PATH="$PWD/$builddir"
+export GST_PLUGIN_PATH="$builddir"
 
 frames=${VIGIL_DEMO_FRAMES:-150}
-out="$PWD/$builddir/demo"
+out="$builddir/demo"
 mkdir -p "$out"
 mkv="$out/vigil-demo.mkv"
 rm -f "$mkv"
