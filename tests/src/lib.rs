@@ -24,7 +24,7 @@ pub fn plugin_dir() -> PathBuf {
 }
 
 /// The plugin libraries the tests load.
-pub const PLUGINS: &[&str] = &["libgstvigilsvtav1.so"];
+pub const PLUGINS: &[&str] = &["libgstvigilsvtav1.so", "libgstvigildav1d.so"];
 
 /// Initialises GStreamer once and loads every vigil plugin from [`plugin_dir`].
 pub fn init() {
