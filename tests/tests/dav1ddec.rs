@@ -931,3 +931,41 @@ fn every_property_is_documented_and_inspect_is_clean() {
         assert!(shown, "gst-inspect-1.0 does not show {prop}");
     }
 }
+
+#[test]
+fn wedge_at_flush_posts_one_error_and_stops() {
+    init();
+    let ivf = fault_stream();
+    let mkv = scratch("dav1d-fault-flush").join("fault.mkv");
+    let (ok, _, err) = run_tool(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&ivf)
+            .args(["-c", "copy", "-y"])
+            .arg(&mkv),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+    let p = pipeline(&format!(
+        "filesrc location={} ! matroskademux ! vigildav1ddec name=dec watchdog-timeout=1000 \
+         fault-injection=wedge:flush ! fakesink",
+        mkv.display()
+    ));
+    p.set_state(gst::State::Paused).unwrap();
+    let (r, _, _) = p.state(gst::ClockTime::from_seconds(10));
+    assert!(r.is_ok(), "preroll failed");
+    let t = Instant::now();
+    let _ = p.seek_simple(
+        gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+        gst::ClockTime::from_seconds(1),
+    );
+    let seek_took = t.elapsed();
+    assert!(
+        seek_took < Duration::from_millis(1000 + 1500),
+        "the flushing seek took {seek_took:?}"
+    );
+    let log = run(&p, Duration::from_secs(10), Duration::from_millis(500));
+    let stop = stop_within(&p, Duration::from_secs(2));
+    let r = FaultRun { log, stop };
+    assert_one_watchdog_error(&r, "abandoned", "flush", Duration::from_secs(10));
+}
