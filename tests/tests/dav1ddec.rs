@@ -969,3 +969,19 @@ fn wedge_at_flush_posts_one_error_and_stops() {
     let r = FaultRun { log, stop };
     assert_one_watchdog_error(&r, "abandoned", "flush", Duration::from_secs(10));
 }
+
+#[test]
+fn stopping_a_wedged_decoder_returns_within_the_timeout() {
+    init();
+    let ivf = fault_stream();
+    let p = pipeline(&format!(
+        "filesrc location={} ! ivfparse ! av1parse ! vigildav1ddec watchdog-timeout=1000 \
+         fault-injection=wedge:streaming:3 ! fakesink",
+        ivf.display()
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    stop_within(&p, Duration::from_secs(2));
+    assert!(t.elapsed() < Duration::from_millis(1000 + 500));
+}
