@@ -102,15 +102,17 @@ fn md5_of(dir: &Path, bytes: &[u8]) -> String {
 
 /// The reference: `dav1d --filmgrain 1 --muxer md5` over every frame's visible planes.
 fn dav1d_md5(path: &Path) -> String {
+    dav1d_md5_with(path, &["--filmgrain", "1"])
+}
+
+/// `dav1d --muxer md5` with other options.
+fn dav1d_md5_with(path: &Path, options: &[&str]) -> String {
     let (ok, out, err) = run_tool(
-        Command::new("dav1d").arg("-i").arg(path).args([
-            "--filmgrain",
-            "1",
-            "--muxer",
-            "md5",
-            "-o",
-            "-",
-        ]),
+        Command::new("dav1d")
+            .arg("-i")
+            .arg(path)
+            .args(options)
+            .args(["--muxer", "md5", "-o", "-"]),
         Duration::from_secs(120),
     );
     assert!(ok, "dav1d failed on {}: {err}", path.display());
@@ -919,6 +921,7 @@ fn every_property_is_documented_and_inspect_is_clean() {
         "apply-grain",
         "operating-point",
         "all-layers",
+        "inloop-filters",
         "max-errors",
         "watchdog-timeout",
         "fault-injection",
@@ -984,4 +987,48 @@ fn stopping_a_wedged_decoder_returns_within_the_timeout() {
     let t = Instant::now();
     stop_within(&p, Duration::from_secs(2));
     assert!(t.elapsed() < Duration::from_millis(1000 + 500));
+}
+
+fn md5_of_frames(dir: &Path, frames: &[Frame]) -> String {
+    let all: Vec<u8> = frames
+        .iter()
+        .flat_map(|f| f.visible.iter().copied())
+        .collect();
+    md5_of(dir, &all)
+}
+
+#[test]
+fn grain_and_inloop_filter_switches_match_dav1d_options() {
+    init();
+    let dir = scratch("dav1d-switches");
+    let ivf = gst_encode_ivf(
+        &dir,
+        "grain",
+        "video/x-raw,width=320,height=240",
+        "vigilsvtav1enc preset=12 film-grain=15",
+        12,
+    );
+    for (props, options) in [
+        ("apply-grain=false", &["--filmgrain", "0"][..]),
+        (
+            "inloop-filters=0",
+            &["--filmgrain", "1", "--inloopfilters", "none"][..],
+        ),
+        (
+            "inloop-filters=deblock+restoration apply-grain=false",
+            &["--filmgrain", "0", "--inloopfilters", "nocdef"][..],
+        ),
+    ] {
+        let (frames, log) = decode_ivf(&ivf, props);
+        assert!(log.errors.is_empty(), "{props}: {}", log.error_text());
+        assert_eq!(frames.len(), 12, "{props}");
+        let ours = md5_of_frames(&dir, &frames);
+        assert_eq!(
+            ours,
+            dav1d_md5_with(&ivf, options),
+            "{props} vs dav1d {options:?}"
+        );
+        assert_ne!(ours, dav1d_md5(&ivf), "{props} changes nothing");
+        println!("{props}: md5 {ours} = dav1d {options:?}");
+    }
 }

@@ -31,6 +31,8 @@ pub struct DecoderSetup {
     pub operating_point: u32,
     /// Output every spatial layer instead of only the highest.
     pub all_layers: bool,
+    /// In-loop filters to apply (`DAV1D_INLOOPFILTER_*` bits).
+    pub inloop_filters: u32,
 }
 
 /// Frames libdav1d 1.0 decodes in parallel (and so holds before the first picture) for these
@@ -147,6 +149,9 @@ impl Dav1dDecoder {
         s.set_apply_grain(setup.apply_grain);
         s.set_operating_point(setup.operating_point);
         s.set_all_layers(setup.all_layers);
+        s.set_inloop_filters(dav1d::InloopFilterType::from_bits_truncate(
+            setup.inloop_filters,
+        ));
         let before = vigil_core::activity::process_threads();
         let decoder = dav1d::Decoder::with_settings(&s).map_err(open_error)?;
         let probe = ThreadCpuProbe::new_threads_since(&before);
@@ -371,6 +376,7 @@ mod tests {
             apply_grain: true,
             operating_point: 0,
             all_layers: false,
+            inloop_filters: 7,
         };
         assert_eq!(frame_delay(&s(1, 0)), 1);
         assert_eq!(frame_delay(&s(2, 0)), 2);

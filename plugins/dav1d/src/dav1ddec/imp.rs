@@ -61,6 +61,20 @@ const FORMATS: [VideoFormat; 11] = [
     VideoFormat::Gray16Le,
 ];
 
+/// libdav1d's in-loop filters (`Dav1dInloopFilterType`).
+#[glib::flags(name = "VigilDav1dDecInloopFilters")]
+pub enum InloopFilters {
+    /// The deblocking filter.
+    #[flags_value(name = "Deblocking filter", nick = "deblock")]
+    DEBLOCK = 0b001,
+    /// The constrained directional enhancement filter.
+    #[flags_value(name = "Constrained directional enhancement filter", nick = "cdef")]
+    CDEF = 0b010,
+    /// Loop restoration (Wiener and self-guided filters).
+    #[flags_value(name = "Loop restoration", nick = "restoration")]
+    RESTORATION = 0b100,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 struct Settings {
     n_threads: u32,
@@ -68,6 +82,7 @@ struct Settings {
     apply_grain: bool,
     operating_point: u32,
     all_layers: bool,
+    inloop_filters: InloopFilters,
     max_errors: i32,
     watchdog_timeout: u32,
     #[cfg(feature = "fault-injection")]
@@ -82,6 +97,7 @@ impl Default for Settings {
             apply_grain: DEFAULT_APPLY_GRAIN,
             operating_point: DEFAULT_OPERATING_POINT,
             all_layers: DEFAULT_ALL_LAYERS,
+            inloop_filters: InloopFilters::all(),
             max_errors: DEFAULT_MAX_ERRORS,
             watchdog_timeout: DEFAULT_WATCHDOG_TIMEOUT,
             #[cfg(feature = "fault-injection")]
@@ -104,6 +120,7 @@ impl Settings {
             apply_grain: self.apply_grain,
             operating_point: self.operating_point,
             all_layers: self.all_layers,
+            inloop_filters: self.inloop_filters.bits(),
         }
     }
 }
@@ -511,6 +528,12 @@ impl ObjectImpl for VigilDav1dDec {
                     .default_value(DEFAULT_ALL_LAYERS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecFlags::builder("inloop-filters")
+                    .nick("In-loop filters")
+                    .blurb("In-loop filters libdav1d applies; leaving one out is faster but gives pixels that differ from the stream's intent (and drift until the next key frame)")
+                    .default_value(InloopFilters::all())
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecInt::builder("max-errors")
                     .nick("Maximum errors")
                     .blurb("Consecutive undecodable frames tolerated, each posting a WARNING; one more is an ERROR. -1 = tolerate all")
@@ -551,6 +574,7 @@ impl ObjectImpl for VigilDav1dDec {
             "apply-grain" => s.apply_grain = value.get().unwrap(),
             "operating-point" => s.operating_point = value.get().unwrap(),
             "all-layers" => s.all_layers = value.get().unwrap(),
+            "inloop-filters" => s.inloop_filters = value.get().unwrap(),
             "max-errors" => s.max_errors = value.get().unwrap(),
             "watchdog-timeout" => s.watchdog_timeout = value.get().unwrap(),
             #[cfg(feature = "fault-injection")]
@@ -569,6 +593,7 @@ impl ObjectImpl for VigilDav1dDec {
             "apply-grain" => s.apply_grain.to_value(),
             "operating-point" => s.operating_point.to_value(),
             "all-layers" => s.all_layers.to_value(),
+            "inloop-filters" => s.inloop_filters.to_value(),
             "max-errors" => s.max_errors.to_value(),
             "watchdog-timeout" => s.watchdog_timeout.to_value(),
             #[cfg(feature = "fault-injection")]

@@ -7,6 +7,8 @@ use gst::prelude::*;
 mod decoder;
 mod imp;
 
+pub use imp::InloopFilters;
+
 glib::wrapper! {
     /// The `vigildav1ddec` element.
     pub struct VigilDav1dDec(ObjectSubclass<imp::VigilDav1dDec>)
@@ -16,6 +18,8 @@ glib::wrapper! {
 /// Registers `vigildav1ddec` (rank none: picked by name, never by autoplugging over the
 /// decoders users already rely on).
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    #[cfg(feature = "doc")]
+    InloopFilters::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "vigildav1ddec",
