@@ -436,6 +436,40 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
         }
     }
 
+    /// Waits at most `limit` for the factory: `Some(report)` once the codec exists, `None` if
+    /// it is still being created (a slow `open()`, say; the watchdog keeps guarding it).
+    pub fn wait_started_within(&mut self, limit: Duration) -> Result<Option<R>, WorkerError> {
+        let shared = self.shared.clone();
+        let deadline = Instant::now() + limit;
+        let mut g = shared.lock();
+        loop {
+            g = self.wait_once(g, Phase::Streaming)?;
+            if !matches!(g.status, Status::Starting) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            g = shared
+                .to_stream
+                .wait_timeout(g, (deadline - now).min(WAIT_SLICE))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(g);
+        self.wait_started().map(Some)
+    }
+
+    /// Checks the watchdog once without waiting: a worker with pending work and no progress
+    /// for the timeout is abandoned here, as in any wait.
+    pub fn poll_health(&mut self, phase: Phase) -> Result<(), WorkerError> {
+        let shared = self.shared.clone();
+        let g = shared.lock();
+        drop(self.wait_once(g, phase)?);
+        Ok(())
+    }
+
     /// Queues one input, waiting (timed) while the queue is full.
     pub fn submit(&mut self, input: C::Input) -> Result<(), WorkerError> {
         let shared = self.shared.clone();
