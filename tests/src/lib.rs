@@ -24,7 +24,11 @@ pub fn plugin_dir() -> PathBuf {
 }
 
 /// The plugin libraries the tests load.
-pub const PLUGINS: &[&str] = &["libgstvigilsvtav1.so", "libgstvigildav1d.so"];
+pub const PLUGINS: &[&str] = &[
+    "libgstvigilsvtav1.so",
+    "libgstvigildav1d.so",
+    "libgstvigilsink.so",
+];
 
 /// Initialises GStreamer once and loads every vigil plugin from [`plugin_dir`].
 pub fn init() {

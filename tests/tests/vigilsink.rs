@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: MPL-2.0
+//! `vigilsink` through the registry: its file output against `filesink`, consumers that never
+//! make progress (a FIFO nobody reads, an `open()` that blocks), the Python consumer, and
+//! `gst-inspect-1.0`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use vigil_tests::*;
+
+#[test]
+fn location_output_is_byte_identical_to_filesink() {
+    init();
+    let dir = scratch("sink-identical");
+    let (a, b) = (dir.join("filesink.mkv"), dir.join("vigilsink.mkv"));
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers=120 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! matroskamux streamable=true ! tee name=t \
+         t. ! queue ! filesink location={} \
+         t. ! queue ! vigilsink location={} leaky=block fsync=true",
+        a.display(),
+        b.display()
+    ));
+    let log = run(&p, Duration::from_secs(60), Duration::from_millis(100));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{}",
+        log.error_text()
+    );
+    let (fa, fb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(
+        fa.len() > 100_000,
+        "a real file was written ({} bytes)",
+        fa.len()
+    );
+    assert!(
+        fa == fb,
+        "vigilsink wrote {} bytes, filesink {}: they differ",
+        fb.len(),
+        fa.len()
+    );
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let (ok, _, err) = run_tool(Command::new("mkfifo").arg(path), Duration::from_secs(5));
+    assert!(ok, "mkfifo: {err}");
+}
+
+fn assert_wedge_reported(log: &RunLog, timeout: Duration) {
+    assert!(!log.timed_out, "the run hung: {log:?}");
+    let ours: Vec<_> = log
+        .errors
+        .iter()
+        .filter(|e| e.source.contains("vigilsink"))
+        .collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "one ERROR from the sink: {}",
+        log.error_text()
+    );
+    let d = ours[0].details.as_ref().expect("watchdog details");
+    assert_eq!(d.get::<&str>("reason").unwrap(), "abandoned");
+    assert!(ours[0].text.contains("undelivered"), "{}", ours[0].text);
+    assert!(
+        log.eos.is_none_or(|eos| eos >= ours[0].at),
+        "EOS message ahead of the ERROR"
+    );
+    assert!(
+        ours[0].at < timeout + Duration::from_millis(1500),
+        "ERROR after {:?}",
+        ours[0].at
+    );
+}
+
+#[test]
+fn a_fifo_nobody_reads_gives_an_error_within_the_timeout_and_stops() {
+    init();
+    let dir = scratch("sink-fifo");
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    // A reader that opens the FIFO and never reads: writes block once the pipe is full.
+    let f2 = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        let f = std::fs::File::open(&f2).unwrap();
+        std::thread::sleep(Duration::from_secs(8));
+        drop(f);
+    });
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! vigilsink location={} watchdog-timeout=1000",
+        fifo.display()
+    ));
+    let log = run(&p, Duration::from_secs(20), Duration::from_millis(300));
+    let t = Instant::now();
+    stop_within(&p, Duration::from_secs(2));
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_wedge_reported(&log, Duration::from_millis(1000));
+    reader.join().unwrap();
+}
+
+#[test]
+fn an_open_that_blocks_gives_an_error_within_the_timeout_and_stops() {
+    init();
+    let dir = scratch("sink-open");
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    // No reader at all: open(O_WRONLY) blocks. The state change must not wait for it.
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers=10 ! video/x-raw,width=64,height=48,framerate=30/1 \
+         ! vigilsink location={} watchdog-timeout=1000",
+        fifo.display()
+    ));
+    let log = run(&p, Duration::from_secs(20), Duration::from_millis(300));
+    let t = Instant::now();
+    stop_within(&p, Duration::from_secs(2));
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_wedge_reported(&log, Duration::from_millis(1000));
+    // Release the leaked open() so the thread can end with the test process.
+    let _ = std::fs::File::open(&fifo);
+}
+
+#[test]
+fn stopping_with_a_wedged_consumer_returns_within_the_timeout() {
+    init();
+    let dir = scratch("sink-stop");
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    let p = pipeline(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=30/1 \
+         ! vigilsink location={} watchdog-timeout=1000",
+        fifo.display()
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    stop_within(&p, Duration::from_millis(1000 + 1000));
+    assert!(t.elapsed() < Duration::from_millis(1000 + 500));
+    let _ = std::fs::File::open(&fifo);
+}
+
+#[test]
+fn a_missing_directory_is_a_clear_error() {
+    init();
+    let p = pipeline("videotestsrc num-buffers=5 ! vigilsink location=/nonexistent-dir/out.raw");
+    let log = run(&p, Duration::from_secs(10), Duration::from_millis(300));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(
+        log.error_text().contains("/nonexistent-dir/out.raw"),
+        "{}",
+        log.error_text()
+    );
+}
+
+#[test]
+fn no_consumer_at_all_is_a_clear_error() {
+    init();
+    let p = pipeline("videotestsrc num-buffers=5 ! vigilsink");
+    let log = run(&p, Duration::from_secs(10), Duration::from_millis(300));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(
+        log.error_text().contains("no consumer"),
+        "{}",
+        log.error_text()
+    );
+}
+
+#[test]
+fn python_consumer_through_new_sample() {
+    init();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/new_sample.py");
+    let (ok, out, err) = run_tool(
+        Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg("30")
+            .env("GST_PLUGIN_PATH", plugin_dir()),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "the Python consumer failed: {out}\n{err}");
+    assert!(
+        out.contains("samples=30 ") && out.contains("rendered=30"),
+        "{out}"
+    );
+    assert!(out.contains("off_streaming_thread=True"), "{out}");
+}
+
+#[test]
+fn inspect_is_clean_and_every_property_documented() {
+    init();
+    let sink = gst::ElementFactory::make("vigilsink").build().unwrap();
+    for p in sink.list_properties() {
+        if p.owner_type() != sink.type_() {
+            continue;
+        }
+        assert!(
+            !p.blurb().unwrap_or_default().is_empty(),
+            "{} has no blurb",
+            p.name()
+        );
+    }
+    let (ok, out, err) = run_tool(
+        Command::new("gst-inspect-1.0")
+            .arg("vigilsink")
+            .env("GST_PLUGIN_PATH", plugin_dir()),
+        Duration::from_secs(30),
+    );
+    assert!(ok && err.is_empty(), "gst-inspect-1.0: {err}");
+    for prop in [
+        "location",
+        "fsync",
+        "max-buffers",
+        "max-bytes",
+        "max-time",
+        "leaky",
+        "backpressure-interval",
+        "on-consumer-panic",
+        "watchdog-timeout",
+        "stats",
+    ] {
+        assert!(
+            out.lines().any(|l| l
+                .trim_start()
+                .strip_prefix(prop)
+                .is_some_and(|r| r.trim_start().starts_with(':'))),
+            "gst-inspect-1.0 does not show {prop}"
+        );
+    }
+    assert!(out.contains("new-sample"), "the signal is documented");
+}
