@@ -325,3 +325,110 @@ fn callback_that_never_returns_gives_an_error_at_eos_and_stops() {
     );
     assert_eq!(stat(&sink, "abandoned"), 1);
 }
+
+#[test]
+fn sync_true_and_false_both_deliver_everything() {
+    for sync in [true, false] {
+        let n = Arc::new(AtomicU64::new(0));
+        let n2 = n.clone();
+        init();
+        let p = gst::parse::launch(&format!(
+            "videotestsrc is-live=true num-buffers=15 ! video/x-raw,width=64,height=48,framerate=30/1 \
+             ! vigilsink name=sink sync={sync} leaky=block"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = p.by_name("sink").unwrap().downcast::<VigilSink>().unwrap();
+        sink.set_consumer(move |_| {
+            n2.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        let bus = run(&p, Duration::from_secs(20));
+        stop_within(&p, Duration::from_secs(2));
+        assert!(
+            bus.errors.is_empty() && bus.eos.is_some(),
+            "sync={sync}: {:?}",
+            bus.errors
+        );
+        assert_eq!(n.load(Ordering::SeqCst), 15, "sync={sync}");
+        if sync {
+            // 15 frames at 30/s against the clock take about half a second.
+            assert!(
+                bus.eos.unwrap() >= Duration::from_millis(400),
+                "sync=true follows the clock"
+            );
+        }
+    }
+}
+
+#[test]
+fn byte_bound_limits_the_queue() {
+    // 64x48 I420 is 4608 bytes: a 10000-byte bound holds two buffers, whatever max-buffers says.
+    let (p, sink) = pipeline(60, 200, "max-buffers=100 max-bytes=10000", |_| {
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(())
+    });
+    let bus = run(&p, Duration::from_secs(30));
+    let (dropped, rendered) = (stat(&sink, "dropped"), stat(&sink, "rendered"));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(
+        bus.errors.is_empty() && bus.eos.is_some(),
+        "{:?}",
+        bus.errors
+    );
+    assert_eq!(dropped + rendered, 60);
+    assert!(
+        dropped >= 40,
+        "the byte bound, not max-buffers, made room run out: {dropped} dropped"
+    );
+}
+
+#[test]
+fn flushing_seek_empties_the_queue() {
+    init();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let p = gst::parse::launch(
+        "videotestsrc num-buffers=400 ! video/x-raw,width=64,height=48,framerate=100/1 \
+         ! vigilsink name=sink sync=false leaky=block max-buffers=50",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = p.by_name("sink").unwrap().downcast::<VigilSink>().unwrap();
+    sink.set_consumer(move |s| {
+        std::thread::sleep(Duration::from_millis(10));
+        s2.lock().unwrap().push(s.buffer().unwrap().pts().unwrap());
+        Ok(())
+    });
+    p.set_state(gst::State::Playing).unwrap();
+    // Let the queue fill with early frames, then seek far ahead.
+    let t = Instant::now();
+    while stat(&sink, "queued") < 40 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the queue never filled"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let target = gst::ClockTime::from_seconds(3);
+    p.seek_simple(gst::SeekFlags::FLUSH, target).unwrap();
+    let bus = run(&p, Duration::from_secs(30));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(bus.errors.is_empty(), "{:?}", bus.errors);
+    let seen = seen.lock().unwrap().clone();
+    let after = seen
+        .iter()
+        .position(|&t| t >= target)
+        .expect("frames after the seek");
+    let before_seek = after;
+    assert!(
+        before_seek < 40,
+        "queued frames from before the seek were flushed, not delivered: {before_seek} delivered before"
+    );
+    assert!(
+        seen[after..].iter().all(|&t| t >= target),
+        "nothing stale after the seek"
+    );
+}

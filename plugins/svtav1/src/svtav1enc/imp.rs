@@ -561,6 +561,7 @@ impl ObjectSubclass for VigilSvtAv1Enc {
 impl ObjectImpl for VigilSvtAv1Enc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            #[allow(unused_mut)]
             let mut props = vec![
                 glib::ParamSpecUInt::builder("preset")
                     .nick("Preset")
@@ -690,12 +691,7 @@ impl ObjectImpl for VigilSvtAv1Enc {
                     .mutable_ready()
                     .build(),
             );
-            #[allow(clippy::let_and_return)]
-            let p = {
-                props.shrink_to_fit();
-                props
-            };
-            p
+            props
         });
         PROPERTIES.as_ref()
     }
