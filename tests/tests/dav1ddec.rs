@@ -1032,3 +1032,71 @@ fn grain_and_inloop_filter_switches_match_dav1d_options() {
         println!("{props}: md5 {ours} = dav1d {options:?}");
     }
 }
+
+/// Decodes `ivf` with `between` placed after the decoder (and videoconvert to Y444 after it);
+/// returns the frames and, per decoded buffer, (has a VideoMeta, number of memories).
+fn decode_with_probe(ivf: &Path, between: &str) -> (Vec<Frame>, Vec<(bool, usize)>) {
+    let p = pipeline(&format!(
+        "filesrc location={} ! ivfparse ! av1parse ! vigildav1ddec name=dec {between} \
+         ! videoconvert ! video/x-raw,format=Y444 ! appsink name=sink sync=false",
+        ivf.display()
+    ));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    p.by_name("dec")
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(b) = info.buffer() {
+                s2.lock()
+                    .unwrap()
+                    .push((b.meta::<gst_video::VideoMeta>().is_some(), b.n_memory()));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let frames = collect_frames(&p);
+    let log = run(&p, Duration::from_secs(60), Duration::from_millis(100));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{}",
+        log.error_text()
+    );
+    let frames = std::mem::take(&mut *frames.lock().unwrap());
+    let seen = seen.lock().unwrap().clone();
+    (frames, seen)
+}
+
+#[test]
+fn zero_copy_with_a_videometa_downstream_and_the_copy_path_give_identical_pixels() {
+    init();
+    let dir = scratch("dav1d-zero-copy");
+    for (name, caps) in [
+        ("zc8", "video/x-raw,format=I420,width=176,height=144"),
+        ("zc10", "video/x-raw,format=I420_10LE,width=176,height=144"),
+    ] {
+        let ivf = gst_encode_ivf(&dir, name, caps, "vigilsvtav1enc preset=12", 20);
+        // videoconvert proposes GstVideoMeta: the decoder wraps libdav1d's planes.
+        let (zero_copy, zc_buffers) = decode_with_probe(&ivf, "");
+        // identity drop-allocation=true hides it: the decoder copies.
+        let (copied, copy_buffers) = decode_with_probe(&ivf, "! identity drop-allocation=true");
+        assert_eq!(zc_buffers.len(), 20, "{name}");
+        assert!(
+            zc_buffers.iter().all(|&(meta, mems)| meta && mems == 3),
+            "{name}: zero copy was not taken (VideoMeta, one memory per plane): {zc_buffers:?}"
+        );
+        assert!(
+            copy_buffers.iter().all(|&(meta, mems)| !meta && mems == 1),
+            "{name}: the copy path must give plain buffers: {copy_buffers:?}"
+        );
+        assert_eq!(zero_copy.len(), copied.len());
+        for (i, (a, b)) in zero_copy.iter().zip(&copied).enumerate() {
+            assert_eq!(a.pts, b.pts, "{name}: frame {i} pts");
+            assert!(
+                a.visible == b.visible,
+                "{name}: frame {i} differs between zero copy and copy"
+            );
+        }
+    }
+}

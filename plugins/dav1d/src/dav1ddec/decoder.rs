@@ -8,6 +8,9 @@
 //! element as [`DecOutput::Error`], which counts it against `max-errors`.
 
 use dav1d::{PixelLayout, PlanarImageComponent};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
 use vigil_core::{Codec, CodecError, CodecErrorKind, Emitter, ThreadCpuProbe, WorkerContext};
@@ -19,7 +22,7 @@ const MAX_SEND_ROUNDS: u32 = 10_000;
 const MAX_DRAIN_PICTURES: u32 = 100_000;
 
 /// Everything needed to open one decoder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DecoderSetup {
     /// Threads, 0 = one per logical processor.
     pub n_threads: u32,
@@ -33,6 +36,9 @@ pub struct DecoderSetup {
     pub all_layers: bool,
     /// In-loop filters to apply (`DAV1D_INLOOPFILTER_*` bits).
     pub inloop_filters: u32,
+    /// Downstream takes `GstVideoMeta`: pictures go out wrapped, without a copy. Set by the
+    /// element's allocation decision, read for every picture.
+    pub zero_copy: Arc<AtomicBool>,
 }
 
 /// Frames libdav1d 1.0 decodes in parallel (and so holds before the first picture) for these
@@ -78,7 +84,8 @@ pub enum DecInput {
 /// One decoded picture, already copied into a GStreamer buffer.
 #[derive(Debug)]
 pub struct DecodedFrame {
-    /// The pixels, in the default layout of `format` at `width` x `height`.
+    /// The pixels: a copy in the default layout of `format` at `width` x `height`, or (zero
+    /// copy) libdav1d's planes with a `GstVideoMeta` giving their strides.
     pub buffer: gst::Buffer,
     /// The raw format libdav1d's layout and bit depth map to.
     pub format: VideoFormat,
@@ -126,6 +133,7 @@ pub struct Dav1dDecoder {
     decoder: dav1d::Decoder,
     /// The pool output buffers come from, for the layout of the last picture.
     pool: Option<(gst_video::VideoInfo, gst::BufferPool)>,
+    zero_copy: Arc<AtomicBool>,
 }
 
 fn open_error(e: dav1d::Error) -> CodecError {
@@ -162,6 +170,7 @@ impl Dav1dDecoder {
             Self {
                 decoder,
                 pool: None,
+                zero_copy: setup.zero_copy.clone(),
             },
             (),
         ))
@@ -212,7 +221,12 @@ impl Dav1dDecoder {
     }
 
     fn emit_picture(&mut self, picture: &dav1d::Picture, out: &mut Emitter<'_, DecOutput>) -> bool {
-        match self.copy_picture(picture) {
+        let frame = if self.zero_copy.load(Ordering::Relaxed) {
+            wrap_picture(picture)
+        } else {
+            self.copy_picture(picture)
+        };
+        match frame {
             Ok(frame) => out.emit(DecOutput::Frame(frame)),
             Err(e) => out.emit(DecOutput::Error(e)),
         }
@@ -287,6 +301,51 @@ impl Dav1dDecoder {
             index: picture.offset(),
         })
     }
+}
+
+/// Wraps the planes of `picture` in a buffer, without a copy: one memory per plane, each
+/// keeping the picture alive, and a `GstVideoMeta` with libdav1d's strides.
+fn wrap_picture(picture: &dav1d::Picture) -> Result<DecodedFrame, String> {
+    let layout = picture.pixel_layout();
+    let bpc = picture.bit_depth();
+    let format = video_format(layout, bpc)
+        .ok_or_else(|| format!("libdav1d returned {layout:?} at {bpc} bits, not supported"))?;
+    let (width, height) = (picture.width(), picture.height());
+    let planes = if layout == PixelLayout::I400 { 1 } else { 3 };
+    let mut buffer = gst::Buffer::new();
+    let mut offsets = [0usize; 3];
+    let mut strides = [0i32; 3];
+    {
+        let b = buffer.get_mut().expect("new buffer");
+        let mut offset = 0;
+        for p in 0..planes {
+            let component = PlanarImageComponent::from(p);
+            let plane = picture.plane(component);
+            offsets[p] = offset;
+            strides[p] = picture.stride(component) as i32;
+            offset += plane.len();
+            b.append_memory(gst::Memory::from_slice(plane));
+        }
+        gst_video::VideoMeta::add_full(
+            b,
+            gst_video::VideoFrameFlags::empty(),
+            format,
+            width,
+            height,
+            &offsets[..planes],
+            &strides[..planes],
+        )
+        .map_err(|e| format!("no video meta for {width}x{height} {format:?}: {e}"))?;
+    }
+    Ok(DecodedFrame {
+        buffer,
+        format,
+        width,
+        height,
+        pts: picture.timestamp().and_then(|t| u64::try_from(t).ok()),
+        duration: u64::try_from(picture.duration()).unwrap_or(0),
+        index: picture.offset(),
+    })
 }
 
 impl Codec for Dav1dDecoder {
@@ -377,6 +436,7 @@ mod tests {
             operating_point: 0,
             all_layers: false,
             inloop_filters: 7,
+            zero_copy: Arc::default(),
         };
         assert_eq!(frame_delay(&s(1, 0)), 1);
         assert_eq!(frame_delay(&s(2, 0)), 2);

@@ -108,7 +108,7 @@ impl Default for Settings {
 
 impl Settings {
     /// The libdav1d settings; `live` resolves `max-frame-delay=-1` (1 frame when live).
-    fn setup(&self, live: bool) -> DecoderSetup {
+    fn setup(&self, live: bool, zero_copy: Arc<AtomicBool>) -> DecoderSetup {
         let max_frame_delay = match self.max_frame_delay {
             -1 if live => 1,
             d if d > 0 => d as u32,
@@ -121,6 +121,7 @@ impl Settings {
             operating_point: self.operating_point,
             all_layers: self.all_layers,
             inloop_filters: self.inloop_filters.bits(),
+            zero_copy,
         }
     }
 }
@@ -233,6 +234,9 @@ pub struct VigilDav1dDec {
     state: Mutex<State>,
     /// Set while flushing or stopping: every wait on the worker returns at once.
     interrupt: Arc<AtomicBool>,
+    /// Downstream takes `GstVideoMeta` (decided at allocation): the worker wraps pictures
+    /// instead of copying them.
+    zero_copy: Arc<AtomicBool>,
 }
 
 /// The raw video info for a decoded frame: its format and size, the input caps' rate and
@@ -303,7 +307,7 @@ impl VigilDav1dDec {
     /// Starts libdav1d on its worker; the error has been posted when this fails.
     fn start_worker(&self) -> Result<(Worker, u64), gst::FlowError> {
         let settings = self.settings.lock().unwrap().clone();
-        let setup = settings.setup(self.upstream_is_live());
+        let setup = settings.setup(self.upstream_is_live(), self.zero_copy.clone());
         let mut config = WorkerConfig::new("vigil-dav1d", settings.watchdog_timeout);
         config.input_capacity = 4;
         config.output_capacity = 16;
@@ -412,7 +416,7 @@ impl VigilDav1dDec {
                 );
                 return Err(gst::FlowError::NotNegotiated);
             }
-            self.state.lock().unwrap().out_info = Some(info);
+            self.state.lock().unwrap().out_info = Some(info.clone());
         }
         let mut state = self.state.lock().unwrap();
         let pts = frame
@@ -429,6 +433,13 @@ impl VigilDav1dDec {
         state.frames_out += 1;
         drop(state);
         let mut buffer = frame.buffer;
+        if !self.zero_copy.load(Ordering::Relaxed)
+            && buffer.meta::<gst_video::VideoMeta>().is_some()
+        {
+            // Wrapped before downstream said it cannot take a VideoMeta: copy it into the
+            // default layout here (reading pixels only, no call into libdav1d).
+            buffer = to_default_layout(buffer, &info)?;
+        }
         {
             let b = buffer.make_mut();
             b.set_pts(pts);
@@ -666,6 +677,20 @@ impl ElementImpl for VigilDav1dDec {
     }
 }
 
+/// Copies a buffer described by a `GstVideoMeta` into one of the default layout of `info`.
+fn to_default_layout(
+    buffer: gst::Buffer,
+    info: &gst_video::VideoInfo,
+) -> Result<gst::Buffer, gst::FlowError> {
+    let src = gst_video::VideoFrame::from_buffer_readable(buffer, info)
+        .map_err(|_| gst::FlowError::Error)?;
+    let out = gst::Buffer::with_size(info.size()).map_err(|_| gst::FlowError::Error)?;
+    let mut dst = gst_video::VideoFrame::from_buffer_writable(out, info)
+        .map_err(|_| gst::FlowError::Error)?;
+    src.copy(&mut dst).map_err(|_| gst::FlowError::Error)?;
+    Ok(dst.into_buffer())
+}
+
 impl BaseTransformImpl for VigilDav1dDec {
     const MODE: gst_base::subclass::BaseTransformMode =
         gst_base::subclass::BaseTransformMode::NeverInPlace;
@@ -819,6 +844,22 @@ impl BaseTransformImpl for VigilDav1dDec {
         Ok(())
     }
 
+    fn decide_allocation(
+        &self,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        let zero_copy = query
+            .find_allocation_meta::<gst_video::VideoMeta>()
+            .is_some();
+        gst::debug!(
+            CAT,
+            imp = self,
+            "downstream takes GstVideoMeta: {zero_copy} (zero copy)"
+        );
+        self.zero_copy.store(zero_copy, Ordering::Relaxed);
+        self.parent_decide_allocation(query)
+    }
+
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
         if direction == gst::PadDirection::Src
             && let gst::QueryViewMut::Latency(q) = query.view_mut()
@@ -833,7 +874,7 @@ impl BaseTransformImpl for VigilDav1dDec {
                 let frames = if state.worker.is_some() {
                     state.frame_delay
                 } else {
-                    decoder::frame_delay(&self.settings.lock().unwrap().setup(live))
+                    decoder::frame_delay(&self.settings.lock().unwrap().setup(live, Arc::default()))
                 };
                 let duration = state
                     .input

@@ -263,12 +263,13 @@ impl VigilSink {
         if s.max_bytes > 0 && queued > 0 && c.queued_bytes.load(Ordering::Relaxed) >= s.max_bytes {
             return true;
         }
-        if s.max_time > 0 && queued > 0 {
-            if let Some(newest) = state.newest_running_time {
-                let consumer = c.consumer_running_time.load(Ordering::Relaxed);
-                if newest.nseconds().saturating_sub(consumer) >= s.max_time {
-                    return true;
-                }
+        if s.max_time > 0
+            && queued > 0
+            && let Some(newest) = state.newest_running_time
+        {
+            let consumer = c.consumer_running_time.load(Ordering::Relaxed);
+            if newest.nseconds().saturating_sub(consumer) >= s.max_time {
+                return true;
             }
         }
         false
