@@ -1100,3 +1100,48 @@ fn zero_copy_with_a_videometa_downstream_and_the_copy_path_give_identical_pixels
         }
     }
 }
+
+#[test]
+fn hdr_metadata_of_the_bitstream_goes_into_the_caps() {
+    init();
+    let dir = scratch("dav1d-hdr");
+    let ivf = gst_encode_ivf(
+        &dir,
+        "hdr",
+        "video/x-raw,format=I420_10LE,width=176,height=144,colorimetry=bt2100-pq",
+        "vigilsvtav1enc preset=12 parameters-string=\"enable-hdr=1:mastering-display=G(0.2650,0.6900)B(0.1500,0.0600)R(0.6800,0.3200)WP(0.3127,0.3290)L(1000.0,0.0050):content-light=1000,400\"",
+        5,
+    );
+    let p = pipeline(&format!(
+        "filesrc location={} ! ivfparse ! av1parse ! vigildav1ddec ! appsink name=sink sync=false",
+        ivf.display()
+    ));
+    let sink = p
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let sample = sink
+        .try_pull_sample(gst::ClockTime::from_seconds(20))
+        .expect("a decoded frame");
+    stop_within(&p, Duration::from_secs(2));
+    let caps = sample.caps().unwrap();
+    let m = gst_video::VideoMasteringDisplayInfo::from_caps(caps)
+        .unwrap_or_else(|_| panic!("no mastering display in {caps}"));
+    let red = m.display_primaries()[0];
+    let green = m.display_primaries()[1];
+    assert_eq!((red.x, red.y), (34_000, 16_000), "red primary in 1/50000");
+    assert_eq!((green.x, green.y), (13_250, 34_500), "green primary");
+    assert_eq!(m.max_display_mastering_luminance(), 1000 * 10_000);
+    assert_eq!(m.min_display_mastering_luminance(), 50);
+    let l = gst_video::VideoContentLightLevel::from_caps(caps)
+        .unwrap_or_else(|_| panic!("no content light level in {caps}"));
+    assert_eq!(
+        (
+            l.max_content_light_level(),
+            l.max_frame_average_light_level()
+        ),
+        (1000, 400)
+    );
+}

@@ -8,6 +8,87 @@ pub const OBU_SEQUENCE_HEADER: u8 = 1;
 /// OBU type of a temporal delimiter.
 pub const OBU_TEMPORAL_DELIMITER: u8 = 2;
 
+/// OBU type of metadata.
+pub const OBU_METADATA: u8 = 5;
+
+/// HDR metadata carried in metadata OBUs (AV1 spec 6.7.3 and 6.7.4), in the units of the
+/// bitstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HdrMetadata {
+    /// `max_cll`, `max_fall` (cd/m²) of a `METADATA_TYPE_HDR_CLL`.
+    pub content_light: Option<(u16, u16)>,
+    /// A `METADATA_TYPE_HDR_MDCV`.
+    pub mastering_display: Option<MasteringDisplay>,
+}
+
+/// Mastering display colour volume as AV1 codes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MasteringDisplay {
+    /// Red, green, blue chromaticities (x, y), 0.16 fixed point.
+    pub primaries: [(u16, u16); 3],
+    /// White point (x, y), 0.16 fixed point.
+    pub white_point: (u16, u16),
+    /// Maximum luminance, 24.8 fixed point cd/m².
+    pub luminance_max: u32,
+    /// Minimum luminance, 18.14 fixed point cd/m².
+    pub luminance_min: u32,
+}
+
+impl HdrMetadata {
+    /// Collects the HDR metadata OBUs of a buffer of OBUs (later ones win).
+    pub fn scan(data: &[u8]) -> Self {
+        let mut hdr = Self::default();
+        let Ok(obus) = parse_obus(data) else {
+            return hdr;
+        };
+        for obu in obus.iter().filter(|o| o.obu_type == OBU_METADATA) {
+            let payload = &data[obu.payload_start..obu.end];
+            let Some((kind, n)) = read_leb128(payload) else {
+                continue;
+            };
+            let body = &payload[n..];
+            let u16_at = |i: usize| body.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            let u32_at = |i: usize| {
+                body.get(i..i + 4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            };
+            match kind {
+                1 => {
+                    if let (Some(cll), Some(fall)) = (u16_at(0), u16_at(2)) {
+                        hdr.content_light = Some((cll, fall));
+                    }
+                }
+                2 => {
+                    let p = |i: usize| Some((u16_at(4 * i)?, u16_at(4 * i + 2)?));
+                    if let (Some(r), Some(g), Some(b), Some(wx), Some(wy), Some(max), Some(min)) = (
+                        p(0),
+                        p(1),
+                        p(2),
+                        u16_at(12),
+                        u16_at(14),
+                        u32_at(16),
+                        u32_at(20),
+                    ) {
+                        hdr.mastering_display = Some(MasteringDisplay {
+                            primaries: [r, g, b],
+                            white_point: (wx, wy),
+                            luminance_max: max,
+                            luminance_min: min,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        hdr
+    }
+
+    /// Whether it carries anything.
+    pub fn is_empty(&self) -> bool {
+        self.content_light.is_none() && self.mastering_display.is_none()
+    }
+}
+
 /// A bitstream that cannot be read, with what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Av1Error(pub String);
@@ -354,6 +435,25 @@ mod tests {
         assert!(err.0.contains("runs past"), "{err}");
         let obus = parse_obus(&data[..2]).unwrap();
         assert_eq!(obus[0].obu_type, OBU_TEMPORAL_DELIMITER);
+    }
+
+    #[test]
+    fn hdr_metadata_obus_are_read() {
+        // METADATA_TYPE_HDR_CLL: max_cll 1000, max_fall 400
+        let cll = [0x2a, 0x05, 0x01, 0x03, 0xe8, 0x01, 0x90];
+        let hdr = HdrMetadata::scan(&cll);
+        assert_eq!(hdr.content_light, Some((1000, 400)));
+        assert!(hdr.mastering_display.is_none());
+        let mut mdcv = vec![0x2a, 25, 0x02];
+        for v in [1u16, 2, 3, 4, 5, 6, 7, 8] {
+            mdcv.extend_from_slice(&v.to_be_bytes());
+        }
+        mdcv.extend_from_slice(&256_000u32.to_be_bytes());
+        mdcv.extend_from_slice(&16u32.to_be_bytes());
+        let m = HdrMetadata::scan(&mdcv).mastering_display.unwrap();
+        assert_eq!(m.primaries, [(1, 2), (3, 4), (5, 6)]);
+        assert_eq!(m.white_point, (7, 8));
+        assert_eq!((m.luminance_max, m.luminance_min), (256_000, 16));
     }
 
     #[test]

@@ -139,6 +139,9 @@ struct InputInfo {
     height: Option<i32>,
     /// The configuration OBUs of `codec_data` (`av1C` without its 4-byte header).
     config_obus: Option<Vec<u8>>,
+    /// HDR metadata fields the input caps carry (they win over the bitstream's).
+    mastering_display: Option<String>,
+    content_light: Option<String>,
 }
 
 impl InputInfo {
@@ -173,6 +176,8 @@ impl InputInfo {
             width: s.get::<i32>("width").ok(),
             height: s.get::<i32>("height").ok(),
             config_obus,
+            mastering_display: s.get::<String>("mastering-display-info").ok(),
+            content_light: s.get::<String>("content-light-level").ok(),
         }
     }
 
@@ -193,6 +198,10 @@ struct State {
     need_header: bool,
     /// What the source caps describe now.
     out_info: Option<gst_video::VideoInfo>,
+    /// HDR metadata read from the bitstream so far.
+    hdr: av1::HdrMetadata,
+    /// The HDR metadata the source caps carry now.
+    out_hdr: av1::HdrMetadata,
     next_index: i64,
     /// Undecodable frames since the last decoded one.
     consecutive_errors: u32,
@@ -216,6 +225,8 @@ impl Default for State {
             last_sequence_obu: None,
             need_header: true,
             out_info: None,
+            hdr: av1::HdrMetadata::default(),
+            out_hdr: av1::HdrMetadata::default(),
             next_index: 0,
             consecutive_errors: 0,
             inputs: 0,
@@ -402,11 +413,16 @@ impl VigilDav1dDec {
                 gst::error!(CAT, imp = self, "no video info for the frame: {e}");
                 gst::FlowError::NotNegotiated
             })?;
-            let changed = state.out_info.as_ref() != Some(&info);
+            let changed = state.out_info.as_ref() != Some(&info) || state.out_hdr != state.hdr;
             (info, changed)
         };
         if caps_changed {
-            let caps = info.to_caps().map_err(|_| gst::FlowError::NotNegotiated)?;
+            let mut caps = info.to_caps().map_err(|_| gst::FlowError::NotNegotiated)?;
+            let hdr = {
+                let state = self.state.lock().unwrap();
+                add_hdr_to_caps(caps.make_mut(), &state.input, &state.hdr);
+                state.hdr
+            };
             gst::debug!(CAT, imp = self, "output caps for the next frame: {caps}");
             if self.obj().update_src_caps(&caps).is_err() {
                 gst::element_imp_error!(
@@ -416,7 +432,9 @@ impl VigilDav1dDec {
                 );
                 return Err(gst::FlowError::NotNegotiated);
             }
-            self.state.lock().unwrap().out_info = Some(info.clone());
+            let mut state = self.state.lock().unwrap();
+            state.out_info = Some(info.clone());
+            state.out_hdr = hdr;
         }
         let mut state = self.state.lock().unwrap();
         let pts = frame
@@ -480,6 +498,13 @@ impl VigilDav1dDec {
     /// Records a sequence header in `data` (if any): for caps, and to prime libdav1d again
     /// after a flush. Returns whether the data carries one.
     fn note_sequence_header(state: &mut State, data: &[u8], index: i64) -> bool {
+        let hdr = av1::HdrMetadata::scan(data);
+        if hdr.content_light.is_some() {
+            state.hdr.content_light = hdr.content_light;
+        }
+        if hdr.mastering_display.is_some() {
+            state.hdr.mastering_display = hdr.mastering_display;
+        }
         let Ok(Some((sh, obu))) = SequenceHeader::find(data) else {
             return false;
         };
@@ -674,6 +699,34 @@ impl ElementImpl for VigilDav1dDec {
             _ => {}
         }
         self.parent_change_state(transition)
+    }
+}
+
+/// Puts HDR metadata into the source caps: the input caps' when they carry it, otherwise what
+/// the bitstream's metadata OBUs say (converted from AV1's fixed point to GStreamer's units).
+fn add_hdr_to_caps(caps: &mut gst::CapsRef, input: &InputInfo, hdr: &av1::HdrMetadata) {
+    if let Some(m) = &input.mastering_display {
+        caps.set("mastering-display-info", m.as_str());
+    } else if let Some(m) = hdr.mastering_display {
+        // AV1: chromaticities 0.16 fixed point, luminance 24.8 (max) and 18.14 (min) cd/m²;
+        // GStreamer: chromaticities in 1/50000, luminance in 1/10000 cd/m².
+        let chroma = |v: u16| ((u64::from(v) * 50_000 + 32_768) / 65_536) as u16;
+        let xy = |(x, y): (u16, u16)| gst_video::VideoMasteringDisplayInfoCoordinate {
+            x: chroma(x),
+            y: chroma(y),
+        };
+        gst_video::VideoMasteringDisplayInfo::new(
+            [xy(m.primaries[0]), xy(m.primaries[1]), xy(m.primaries[2])],
+            xy(m.white_point),
+            ((u64::from(m.luminance_max) * 10_000 + 128) / 256) as u32,
+            ((u64::from(m.luminance_min) * 10_000 + 8_192) / 16_384) as u32,
+        )
+        .add_to_caps(caps);
+    }
+    if let Some(l) = &input.content_light {
+        caps.set("content-light-level", l.as_str());
+    } else if let Some((cll, fall)) = hdr.content_light {
+        gst_video::VideoContentLightLevel::new(cll, fall).add_to_caps(caps);
     }
 }
 
