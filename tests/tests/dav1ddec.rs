@@ -1145,3 +1145,37 @@ fn hdr_metadata_of_the_bitstream_goes_into_the_caps() {
         (1000, 400)
     );
 }
+
+#[test]
+fn live_upstream_gets_one_frame_of_decoder_delay() {
+    init();
+    // Live capture, low-delay encoder, decoder with several threads and max-frame-delay=-1.
+    let p = pipeline(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=160,height=128,framerate={FPS}/1 \
+         ! vigilsvtav1enc name=enc preset=13 pred-structure=low-delay \
+         ! vigildav1ddec name=dec n-threads=4 ! fakesink"
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    let (r, _, _) = p.state(gst::ClockTime::from_seconds(10));
+    assert!(r.is_ok());
+    let min_at = |name: &str| {
+        let mut q = gst::query::Latency::new();
+        assert!(
+            p.by_name(name)
+                .unwrap()
+                .static_pad("src")
+                .unwrap()
+                .query(&mut q)
+        );
+        let (live, min, _) = q.result();
+        assert!(live, "{name}: upstream is live");
+        min
+    };
+    let (enc, dec) = (min_at("enc"), min_at("dec"));
+    stop_within(&p, Duration::from_secs(2));
+    assert_eq!(
+        dec - enc,
+        gst::ClockTime::SECOND / FPS as u64,
+        "one frame of decoder delay when live"
+    );
+}
