@@ -1,0 +1,519 @@
+// SPDX-License-Identifier: MPL-2.0
+//! One input of `vigilfailoversrc`: its source (a URI or an application element), the data it
+//! delivers, and the actor thread that owns its pipeline.
+//!
+//! Each input runs in a `GstPipeline` of its own, with its own clock wait (the appsinks sync,
+//! so a file plays in real time) and its own bus, whose sync handler turns ERROR and EOS into
+//! controller events and drops every message: nothing an input posts reaches the application
+//! pipeline as such. Start, stop, restart and removal of an input are commands to its actor
+//! thread, applied one after another, so they never race. Every start has a generation number;
+//! data and bus messages of an older generation are ignored.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+
+use super::controller::{Event, SwitchReason};
+
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "vigilfailoverinput",
+        gst::DebugColorFlags::empty(),
+        Some("vigil failover source: inputs"),
+    )
+});
+
+/// Video frames an input may hold for the output (older ones are dropped).
+const VIDEO_QUEUE: usize = 4;
+
+/// Where an input's data comes from.
+#[derive(Clone, Debug)]
+pub(super) enum Source {
+    /// A URI, opened with `uridecodebin`.
+    Uri(String),
+    /// An application's source element, decoded with `decodebin`; it is moved from one run's
+    /// pipeline to the next.
+    Element(gst::Element),
+}
+
+/// A configured input.
+#[derive(Clone, Debug)]
+pub(super) struct InputSpec {
+    /// Unique for the element's lifetime: a re-added URI is a new input.
+    pub id: u64,
+    /// The URI, or the element's name.
+    pub name: String,
+    pub source: Source,
+}
+
+/// Data an input delivered, read by the output threads and the controller.
+#[derive(Default)]
+pub(super) struct InputData {
+    /// When the newest buffer of the current generation arrived.
+    pub last_data: Option<Instant>,
+    /// Video frames not yet taken by the output.
+    pub video: VecDeque<gst::Buffer>,
+    /// Audio bytes (in the output format) not yet taken by the output.
+    pub audio: VecDeque<u8>,
+    /// Buffers received in the current generation.
+    pub buffers: u64,
+}
+
+/// The part of an input that its pipeline's streaming threads, the controller and the output
+/// threads share.
+pub(super) struct InputShared {
+    pub id: u64,
+    pub name: String,
+    generation: AtomicU64,
+    pub data: Mutex<InputData>,
+    /// Audio bytes kept at most (about 250 ms).
+    audio_cap: usize,
+}
+
+impl InputShared {
+    pub fn new(id: u64, name: String, audio_cap: usize) -> Self {
+        Self {
+            id,
+            name,
+            generation: AtomicU64::new(0),
+            data: Mutex::new(InputData::default()),
+            audio_cap,
+        }
+    }
+
+    /// Starts a new generation: data from older pipelines is ignored from now on.
+    pub fn begin(&self, generation: u64) {
+        self.generation.store(generation, Ordering::SeqCst);
+        *self.data.lock().unwrap() = InputData::default();
+    }
+
+    pub fn last_data(&self) -> Option<Instant> {
+        self.data.lock().unwrap().last_data
+    }
+
+    fn current(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::SeqCst) == generation
+    }
+
+    fn push_video(&self, generation: u64, buffer: gst::Buffer) {
+        if !self.current(generation) {
+            return;
+        }
+        let mut d = self.data.lock().unwrap();
+        d.last_data = Some(Instant::now());
+        d.buffers += 1;
+        d.video.push_back(buffer);
+        while d.video.len() > VIDEO_QUEUE {
+            d.video.pop_front();
+        }
+    }
+
+    fn push_audio(&self, generation: u64, buffer: &gst::BufferRef) {
+        if !self.current(generation) {
+            return;
+        }
+        let Ok(map) = buffer.map_readable() else {
+            return;
+        };
+        let mut d = self.data.lock().unwrap();
+        d.last_data = Some(Instant::now());
+        d.buffers += 1;
+        d.audio.extend(map.as_slice());
+        let excess = d.audio.len().saturating_sub(self.audio_cap);
+        d.audio.drain(..excess);
+    }
+}
+
+/// What every run of an input needs to build its pipeline.
+#[derive(Clone)]
+pub(super) struct RunConfig {
+    /// The element's name, for naming the input pipelines.
+    pub owner: String,
+    pub video_caps: gst::Caps,
+    /// `None` when audio is disabled.
+    pub audio_caps: Option<gst::Caps>,
+    pub events: Sender<Event>,
+}
+
+enum Command {
+    Start(u64),
+    Stop,
+    Shutdown,
+}
+
+/// The handle the controller holds on an input's actor thread.
+pub(super) struct InputActor {
+    tx: Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+    pub shared: Arc<InputShared>,
+}
+
+impl InputActor {
+    pub fn spawn(spec: InputSpec, shared: Arc<InputShared>, config: RunConfig) -> Self {
+        let (tx, rx) = channel();
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("vigil-fo-in{}", spec.id))
+            .spawn(move || actor_loop(spec, sh, config, rx))
+            .expect("spawn an input thread");
+        Self {
+            tx,
+            thread: Some(thread),
+            shared,
+        }
+    }
+
+    /// (Re)starts the input as `generation` (the caller has called `shared.begin`).
+    pub fn start(&self, generation: u64) {
+        let _ = self.tx.send(Command::Start(generation));
+    }
+
+    pub fn stop(&self) {
+        let _ = self.tx.send(Command::Stop);
+    }
+
+    /// Asks the thread to tear its pipeline down and end.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Joins the thread if it has ended within `limit`; otherwise leaves it (detached) and
+    /// returns false: a teardown that hangs must not hang the element.
+    pub fn join_within(mut self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while !self.is_finished() {
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        true
+    }
+}
+
+/// One run of an input: its pipeline and what must be undone when it ends.
+struct Run {
+    pipeline: gst::Pipeline,
+    element: Option<(gst::Element, Option<glib::SignalHandlerId>)>,
+}
+
+fn actor_loop(spec: InputSpec, shared: Arc<InputShared>, config: RunConfig, rx: Receiver<Command>) {
+    let mut run: Option<Run> = None;
+    loop {
+        let cmd = rx.recv().unwrap_or(Command::Shutdown);
+        if let Some(r) = run.take() {
+            teardown(r);
+        }
+        match cmd {
+            Command::Start(generation) => {
+                gst::debug!(
+                    CAT,
+                    "input {} starting (generation {generation})",
+                    spec.name
+                );
+                match start(&spec, &shared, &config, generation) {
+                    Ok(r) => run = Some(r),
+                    Err((r, text)) => {
+                        if let Some(r) = r {
+                            teardown(r);
+                        }
+                        let _ = config.events.send(Event::Failed {
+                            id: spec.id,
+                            generation,
+                            reason: SwitchReason::StartFailure,
+                            text,
+                        });
+                    }
+                }
+            }
+            Command::Stop => {}
+            Command::Shutdown => break,
+        }
+    }
+    gst::debug!(CAT, "input {} thread ends", spec.name);
+}
+
+fn teardown(run: Run) {
+    let _ = run.pipeline.set_state(gst::State::Null);
+    if let Some(bus) = run.pipeline.bus() {
+        bus.unset_sync_handler();
+    }
+    if let Some((element, handler)) = run.element {
+        if let Some(h) = handler {
+            element.disconnect(h);
+        }
+        let _ = run.pipeline.remove(&element);
+        let _ = element.set_state(gst::State::Null);
+    }
+}
+
+type StartError = (Option<Run>, String);
+
+fn start(
+    spec: &InputSpec,
+    shared: &Arc<InputShared>,
+    config: &RunConfig,
+    generation: u64,
+) -> Result<Run, StartError> {
+    let pipeline = gst::Pipeline::with_name(&format!(
+        "{}-input{}-run{}",
+        config.owner, spec.id, generation
+    ));
+    let linker = Arc::new(Linker {
+        pipeline: pipeline.downgrade(),
+        shared: shared.clone(),
+        config: config.clone(),
+        generation,
+        id: spec.id,
+        video: AtomicBool::new(false),
+        audio: AtomicBool::new(false),
+    });
+
+    // Everything the input posts stays here: ERROR and EOS become controller events.
+    let events = config.events.clone();
+    let id = spec.id;
+    let name = spec.name.clone();
+    pipeline
+        .bus()
+        .expect("pipeline bus")
+        .set_sync_handler(move |_, msg| {
+            use gst::MessageView;
+            let failure = match msg.view() {
+                MessageView::Error(e) => Some((
+                    SwitchReason::Error,
+                    format!(
+                        "{}: {}{}",
+                        msg.src().map(|s| s.name().to_string()).unwrap_or_default(),
+                        e.error(),
+                        e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
+                    ),
+                )),
+                MessageView::Eos(_) => Some((SwitchReason::Eos, "end of stream".to_string())),
+                MessageView::Warning(w) => {
+                    gst::debug!(CAT, "input {name}: warning {}", w.error());
+                    None
+                }
+                _ => None,
+            };
+            if let Some((reason, text)) = failure {
+                let _ = events.send(Event::Failed {
+                    id,
+                    generation,
+                    reason,
+                    text,
+                });
+            }
+            gst::BusSyncReply::Drop
+        });
+
+    let mut run = Run {
+        pipeline: pipeline.clone(),
+        element: None,
+    };
+    match &spec.source {
+        Source::Uri(uri) => {
+            let dec = gst::ElementFactory::make("uridecodebin")
+                .property("uri", uri)
+                .build()
+                .map_err(|e| (None, format!("cannot create uridecodebin: {e}")))?;
+            let l = linker.clone();
+            dec.connect_pad_added(move |_, pad| l.link(pad));
+            let l = linker.clone();
+            dec.connect_no_more_pads(move |_| l.check_streams());
+            pipeline
+                .add(&dec)
+                .map_err(|e| (None, format!("cannot add uridecodebin: {e}")))?;
+        }
+        Source::Element(element) => {
+            if element.parent().is_some() {
+                return Err((None, format!("{} already has a parent", element.name())));
+            }
+            pipeline
+                .add(element)
+                .map_err(|e| (None, format!("cannot add {}: {e}", element.name())))?;
+            let l = linker.clone();
+            let handler = element.connect_pad_added(move |_, pad| l.decode(pad));
+            run.element = Some((element.clone(), Some(handler)));
+            for pad in element.src_pads() {
+                linker.decode(&pad);
+            }
+        }
+    }
+    match pipeline.set_state(gst::State::Playing) {
+        Ok(_) => Ok(run),
+        Err(_) => Err((
+            Some(run),
+            format!("{}: the input pipeline failed to start", spec.name),
+        )),
+    }
+}
+
+/// Links the pads an input's decoder exposes to the normalising chains and the appsinks.
+struct Linker {
+    pipeline: glib::WeakRef<gst::Pipeline>,
+    shared: Arc<InputShared>,
+    config: RunConfig,
+    generation: u64,
+    id: u64,
+    video: AtomicBool,
+    audio: AtomicBool,
+}
+
+impl Linker {
+    /// A pad of an application source element: decode it (`decodebin` passes raw through).
+    fn decode(self: &Arc<Self>, pad: &gst::Pad) {
+        if pad.direction() != gst::PadDirection::Src {
+            return;
+        }
+        let Some(pipeline) = self.pipeline.upgrade() else {
+            return;
+        };
+        let Ok(dec) = gst::ElementFactory::make("decodebin").build() else {
+            self.fail("cannot create decodebin");
+            return;
+        };
+        let l = self.clone();
+        dec.connect_pad_added(move |_, pad| l.link(pad));
+        let l = self.clone();
+        dec.connect_no_more_pads(move |_| l.check_streams());
+        if pipeline.add(&dec).is_err()
+            || pad.link(&dec.static_pad("sink").unwrap()).is_err()
+            || dec.sync_state_with_parent().is_err()
+        {
+            self.fail("cannot decode the source element's output");
+        }
+    }
+
+    fn fail(&self, text: &str) {
+        let _ = self.config.events.send(Event::Failed {
+            id: self.id,
+            generation: self.generation,
+            reason: SwitchReason::StartFailure,
+            text: text.to_string(),
+        });
+    }
+
+    fn check_streams(&self) {
+        if !self.video.load(Ordering::SeqCst) && !self.audio.load(Ordering::SeqCst) {
+            self.fail("the input has no usable audio or video stream");
+        }
+    }
+
+    fn link(&self, pad: &gst::Pad) {
+        let Some(pipeline) = self.pipeline.upgrade() else {
+            return;
+        };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let media = caps
+            .structure(0)
+            .map(|s| s.name().to_string())
+            .unwrap_or_default();
+        let r = if media.starts_with("video/") && !self.video.swap(true, Ordering::SeqCst) {
+            self.chain(&pipeline, pad, true)
+        } else if media.starts_with("audio/")
+            && self.config.audio_caps.is_some()
+            && !self.audio.swap(true, Ordering::SeqCst)
+        {
+            self.chain(&pipeline, pad, false)
+        } else {
+            // A stream the output does not carry: consume it so the decoder does not stop on
+            // not-linked.
+            self.discard(&pipeline, pad)
+        };
+        if let Err(e) = r {
+            self.fail(&format!("cannot link the {media} stream: {e}"));
+        }
+    }
+
+    fn discard(&self, pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), glib::BoolError> {
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", false)
+            .property("async", false)
+            .build()?;
+        pipeline.add(&sink)?;
+        sink.sync_state_with_parent()?;
+        pad.link(&sink.static_pad("sink").unwrap())
+            .map_err(|e| glib::bool_error!("{e:?}"))?;
+        Ok(())
+    }
+
+    fn chain(
+        &self,
+        pipeline: &gst::Pipeline,
+        pad: &gst::Pad,
+        video: bool,
+    ) -> Result<(), glib::BoolError> {
+        let names: &[&str] = if video {
+            &["queue", "videoconvert", "videoscale", "videorate"]
+        } else {
+            &["queue", "audioconvert", "audioresample", "audiorate"]
+        };
+        let mut elements = Vec::new();
+        for n in names {
+            elements.push(gst::ElementFactory::make(n).build()?);
+        }
+        let caps = if video {
+            self.config.video_caps.clone()
+        } else {
+            self.config.audio_caps.clone().expect("audio enabled")
+        };
+        elements.push(
+            gst::ElementFactory::make("capsfilter")
+                .property("caps", &caps)
+                .build()?,
+        );
+        let shared = self.shared.clone();
+        let generation = self.generation;
+        let callbacks = if video {
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
+                    if let Some(buffer) = sample.buffer_owned() {
+                        shared.push_video(generation, buffer);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build()
+        } else {
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
+                    if let Some(buffer) = sample.buffer() {
+                        shared.push_audio(generation, buffer);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build()
+        };
+        let sink = gst_app::AppSink::builder()
+            .sync(true)
+            .max_buffers(2)
+            .callbacks(callbacks)
+            .build();
+        // Late frames are still data: the input is alive even when it runs late.
+        sink.set_property("max-lateness", -1i64);
+        sink.set_property("qos", false);
+        elements.push(sink.upcast());
+        pipeline.add_many(&elements)?;
+        gst::Element::link_many(&elements)?;
+        for e in elements.iter().rev() {
+            e.sync_state_with_parent()?;
+        }
+        pad.link(&elements[0].static_pad("sink").unwrap())
+            .map_err(|e| glib::bool_error!("{e:?}"))?;
+        Ok(())
+    }
+}
