@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MPL-2.0
+//! What every suite needs: the work folder, the mode and its sizes, and what is available on
+//! this machine (reference tools, peer elements).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A smoke run of a few minutes on small inputs (CI).
+    Quick,
+    /// The run the report in `docs/` comes from.
+    Full,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Quick => "quick",
+            Mode::Full => "full",
+        }
+    }
+}
+
+/// Shared by the suites.
+#[derive(Debug)]
+pub struct Ctx {
+    pub mode: Mode,
+    /// Inputs and outputs of the runs.
+    pub work: PathBuf,
+    /// Rounds of every comparison.
+    pub rounds: usize,
+    /// Version of gst-plugins-rs `dav1ddec`, when it is loaded.
+    pub dav1ddec: Option<String>,
+    /// Version of gst-plugins-rs `fallbacksrc`, when it is loaded.
+    pub fallbacksrc: Option<String>,
+    /// Why something was not measured.
+    pub skipped: Vec<String>,
+}
+
+impl Ctx {
+    /// Upper bound of one run of a case.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(600)
+    }
+
+    pub fn quick(&self) -> bool {
+        self.mode == Mode::Quick
+    }
+
+    /// Whether every `element` can be made.
+    pub fn has_elements(&self, elements: &[&str]) -> bool {
+        elements
+            .iter()
+            .all(|e| gst::ElementFactory::find(e).is_some())
+    }
+}

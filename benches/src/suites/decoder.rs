@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Decoder: `vigildav1ddec` against the `dav1d` CLI, `ffmpeg -c:v libdav1d`, libaom `av1dec`
+//! and gst-plugins-rs `dav1ddec`, into `fakesink` with and without `GstVideoMeta` offered
+//! downstream (without it, a decoder must copy frames into the default layout).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::context::Ctx;
+use crate::gstrun::{count_buffers, launch, offer_video_meta, run_to_eos};
+use crate::inputs;
+use crate::report::{Comparison, Item, Metric, Section, Target};
+use crate::runner::{Case, Run, interleave};
+use crate::tools::{exists, run_timed};
+
+const CLI: &str = "dav1d CLI";
+const VIGIL_META: &str = "vigildav1ddec, VideoMeta offered";
+const VIGIL_COPY: &str = "vigildav1ddec, no VideoMeta";
+const RS_META: &str = "dav1ddec (gst-plugins-rs), VideoMeta offered";
+const RS_COPY: &str = "dav1ddec (gst-plugins-rs), no VideoMeta";
+
+/// Description of `filesrc ! ivfparse ! av1parse ! <decoder> ! fakesink name=sink`.
+pub fn decode_pipeline(ivf: &Path, decoder: &str) -> String {
+    format!(
+        "filesrc location={} ! ivfparse ! av1parse ! {decoder} ! fakesink name=sink sync=false",
+        ivf.display()
+    )
+}
+
+/// Runs a decode pipeline and checks every frame reached the sink.
+pub fn decode_once(
+    ctx: &Ctx,
+    ivf: &Path,
+    decoder: &str,
+    meta: bool,
+    frames: u64,
+) -> Result<Run, String> {
+    let p = launch(&decode_pipeline(ivf, decoder))?;
+    if meta {
+        offer_video_meta(&p, "sink")?;
+    }
+    let count = count_buffers(&p, "sink")?;
+    let secs = run_to_eos(&p, ctx.timeout())?;
+    let n = count.load(std::sync::atomic::Ordering::Relaxed);
+    if n != frames {
+        return Err(format!("{decoder} gave {n} frames, expected {frames}"));
+    }
+    Ok(Run::timed(secs))
+}
+
+/// The decoder section and its targets.
+pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
+    let (w, h, frames) = if ctx.quick() {
+        (1280, 720, 60)
+    } else {
+        (1920, 1080, 240)
+    };
+    let ivf = inputs::av1_ivf(&ctx.work, w, h, frames)?;
+    let has_cli = exists("dav1d");
+    let has_ffmpeg = exists("ffmpeg");
+    let has_aom = ctx.has_elements(&["av1dec"]);
+    let has_rs = ctx.dav1ddec.is_some() && ctx.has_elements(&["dav1ddec"]);
+    if !has_cli {
+        ctx.skipped
+            .push("Decoder: the dav1d CLI is not installed (Debian package dav1d).".into());
+    }
+    if !has_aom {
+        ctx.skipped
+            .push("Decoder: libaom `av1dec` (gst-plugins-bad) is not available.".into());
+    }
+    let ctx_ref: &Ctx = ctx;
+    let work = &ctx_ref.work;
+    let ivf_ref = &ivf;
+    let mut cases = Vec::new();
+    if has_cli {
+        cases.push(Case::new(CLI, |_| {
+            Ok(Run::timed(run_timed(
+                Command::new("dav1d").arg("-i").arg(ivf_ref).args([
+                    "-o",
+                    "/dev/null",
+                    "--muxer",
+                    "null",
+                    "--quiet",
+                ]),
+                &work.join("dec-dav1d.log"),
+                ctx_ref.timeout(),
+            )?))
+        }));
+    }
+    cases.push(Case::new(VIGIL_META, |_| {
+        decode_once(ctx_ref, ivf_ref, "vigildav1ddec", true, frames)
+    }));
+    cases.push(Case::new(VIGIL_COPY, |_| {
+        decode_once(ctx_ref, ivf_ref, "vigildav1ddec", false, frames)
+    }));
+    if has_rs {
+        cases.push(Case::new(RS_META, |_| {
+            decode_once(ctx_ref, ivf_ref, "dav1ddec", true, frames)
+        }));
+        cases.push(Case::new(RS_COPY, |_| {
+            decode_once(ctx_ref, ivf_ref, "dav1ddec", false, frames)
+        }));
+    }
+    if has_ffmpeg {
+        cases.push(Case::new("ffmpeg -c:v libdav1d", |_| {
+            Ok(Run::timed(run_timed(
+                Command::new("ffmpeg")
+                    .args(["-nostdin", "-loglevel", "error", "-c:v", "libdav1d", "-i"])
+                    .arg(ivf_ref)
+                    .args(["-f", "null", "-"]),
+                &work.join("dec-ffmpeg.log"),
+                ctx_ref.timeout(),
+            )?))
+        }));
+    }
+    if has_aom {
+        cases.push(Case::new("av1dec (libaom)", |_| {
+            decode_once(ctx_ref, ivf_ref, "av1dec", false, frames)
+        }));
+    }
+    let title = format!("Decoder, {w}x{h} ({frames} frames, SVT-AV1 preset 10, CRF 30)");
+    let results = interleave(&title, cases, ctx_ref.rounds);
+    let reference = results.iter().position(|r| r.name == CLI).unwrap_or(0);
+    let reference_name = results[reference].name.clone();
+    let c = Comparison {
+        id: "dec".into(),
+        title,
+        metric: Metric::Fps { frames },
+        reference,
+        results,
+        sizes: false,
+        notes: vec![
+            "Every decoder runs with its defaults (threads: one per logical processor, frame \
+             delay chosen by the library). GStreamer cases run `filesrc ! ivfparse ! av1parse ! \
+             DECODER ! fakesink sync=false` in the harness process, timed from PLAYING to EOS, \
+             and check that every frame arrives; \"VideoMeta offered\" means a probe answers the \
+             allocation query with `GstVideoMeta` support, as a video sink would, so a decoder \
+             may hand out its own strided frames; \"no VideoMeta\" is plain `fakesink`, which \
+             does not answer it (the copy path). The dav1d CLI writes to the `null` muxer and \
+             ffmpeg to `-f null`: neither touches the decoded pixels."
+                .into(),
+        ],
+    };
+    let mut targets = Vec::new();
+    if has_cli {
+        targets.push(Target {
+            label: format!("decoder: {VIGIL_META} >= 0.97x {reference_name}"),
+            comparison: c.id.clone(),
+            case: VIGIL_META.into(),
+            vs: CLI.into(),
+            min_ratio: 0.97,
+        });
+    }
+    if has_rs {
+        for (ours, theirs) in [(VIGIL_META, RS_META), (VIGIL_COPY, RS_COPY)] {
+            targets.push(Target {
+                label: format!("decoder: {ours} >= 1.0x {theirs}"),
+                comparison: c.id.clone(),
+                case: ours.into(),
+                vs: theirs.into(),
+                min_ratio: 1.0,
+            });
+        }
+    }
+    Ok((
+        Section {
+            title: "Decoder".into(),
+            items: vec![Item::Comparison(c)],
+        },
+        targets,
+    ))
+}

@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Encoder: `vigilsvtav1enc` against `SvtAv1EncApp`, `ffmpeg -c:v libsvtav1` (same SVT-AV1
+//! parameters, same Y4M) and libaom `av1enc` at its fastest realtime setting.
+
+use std::process::Command;
+
+use crate::context::Ctx;
+use crate::gstrun::{launch, run_to_eos};
+use crate::inputs::{self, Y4m};
+use crate::report::{Comparison, Item, Metric, Section, Target};
+use crate::runner::{Case, Run, interleave};
+use crate::tools::{exists, file_size, run_timed};
+
+/// Rate control shared by every SVT-AV1 case.
+pub const CRF: u32 = 30;
+/// Frames between key frames, for every encoder.
+pub const KEYINT: u32 = 150;
+/// IVF file header and per-frame header sizes, taken off the files the tools write so sizes
+/// compare bitstream bytes.
+const IVF_HEADER: u64 = 32;
+const IVF_FRAME_HEADER: u64 = 12;
+
+pub const VIGIL: &str = "vigilsvtav1enc";
+pub const APP: &str = "SvtAv1EncApp";
+const FFMPEG: &str = "ffmpeg -c:v libsvtav1";
+const AOM: &str = "av1enc (libaom realtime, cpu-used=10)";
+
+/// Description of the pipeline that encodes `y4m` with `encoder` into `out`.
+pub fn encode_pipeline(y4m: &Y4m, encoder: &str, out: &std::path::Path) -> String {
+    format!(
+        "filesrc location={} blocksize={} ! y4mdec ! {encoder} ! filesink location={}",
+        y4m.path.display(),
+        y4m.frame_record_bytes(),
+        out.display()
+    )
+}
+
+fn ivf_payload(size: u64, frames: u64) -> u64 {
+    size.saturating_sub(IVF_HEADER + IVF_FRAME_HEADER * frames)
+}
+
+fn comparison(ctx: &Ctx, y4m: &Y4m, preset: u32, with_aom: bool) -> Comparison {
+    let work = &ctx.work;
+    let timeout = ctx.timeout();
+    let frames = y4m.frames;
+    let mut cases = vec![
+        Case::new(VIGIL, |_| {
+            let out = work.join("enc-vigil.obu");
+            let p = launch(&encode_pipeline(
+                y4m,
+                &format!("vigilsvtav1enc preset={preset} crf={CRF} keyframe-max-dist={KEYINT}"),
+                &out,
+            ))?;
+            let secs = run_to_eos(&p, timeout)?;
+            Ok(Run {
+                secs,
+                bytes: Some(file_size(&out)),
+                ..Run::default()
+            })
+        }),
+        Case::new(APP, |_| {
+            let out = work.join("enc-app.ivf");
+            let secs = run_timed(
+                Command::new("SvtAv1EncApp")
+                    .arg("-i")
+                    .arg(&y4m.path)
+                    .arg("-b")
+                    .arg(&out)
+                    .args(["--preset", &preset.to_string()])
+                    .args(["--crf", &CRF.to_string()])
+                    .args(["--keyint", &KEYINT.to_string()]),
+                &work.join("enc-app.log"),
+                timeout,
+            )?;
+            Ok(Run {
+                secs,
+                bytes: Some(ivf_payload(file_size(&out), frames)),
+                ..Run::default()
+            })
+        }),
+    ];
+    if exists("ffmpeg") {
+        cases.push(Case::new(FFMPEG, |_| {
+            let out = work.join("enc-ffmpeg.ivf");
+            let secs = run_timed(
+                Command::new("ffmpeg")
+                    .args(["-nostdin", "-y", "-loglevel", "error", "-i"])
+                    .arg(&y4m.path)
+                    .args(["-c:v", "libsvtav1", "-preset", &preset.to_string()])
+                    .args(["-crf", &CRF.to_string(), "-g", &KEYINT.to_string()])
+                    .args(["-f", "ivf"])
+                    .arg(&out),
+                &work.join("enc-ffmpeg.log"),
+                timeout,
+            )?;
+            Ok(Run {
+                secs,
+                bytes: Some(ivf_payload(file_size(&out), frames)),
+                ..Run::default()
+            })
+        }));
+    }
+    if with_aom {
+        cases.push(Case::new(AOM, |_| {
+            let out = work.join("enc-aom.obu");
+            let p = launch(&encode_pipeline(
+                y4m,
+                &format!(
+                    "av1enc usage-profile=realtime cpu-used=10 end-usage=q min-quantizer={CRF} \
+                     max-quantizer={CRF} keyframe-max-dist={KEYINT} threads=0 row-mt=true"
+                ),
+                &out,
+            ))?;
+            let secs = run_to_eos(&p, timeout)?;
+            Ok(Run {
+                secs,
+                bytes: Some(file_size(&out)),
+                ..Run::default()
+            })
+        }));
+    }
+    let title = format!(
+        "Encoder, {} ({} frames), preset {preset}, CRF {CRF}",
+        y4m.label(),
+        y4m.frames
+    );
+    let results = interleave(&title, cases, ctx.rounds);
+    let mut notes = Vec::new();
+    if with_aom {
+        notes.push(format!(
+            "libaom has no CRF: `av1enc` runs in realtime usage at `cpu-used=10` (its fastest) with \
+             the quantizer fixed at {CRF} (`end-usage=q`, min = max quantizer), so its speed and \
+             size compare with SVT-AV1's at preset {preset}, not its quality."
+        ));
+    }
+    Comparison {
+        id: format!("enc-{}-p{preset}", y4m.label()),
+        title,
+        metric: Metric::Fps { frames },
+        reference: 1,
+        results,
+        sizes: true,
+        notes,
+    }
+}
+
+/// The encoder section and its targets (one per configuration: >= 0.98x SvtAv1EncApp).
+pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
+    if !exists("SvtAv1EncApp") {
+        ctx.skipped
+            .push("Encoder: SvtAv1EncApp is not installed (Debian package svt-av1).".into());
+        return Err("SvtAv1EncApp missing".into());
+    }
+    let with_aom = ctx.has_elements(&["av1enc"]);
+    if !with_aom {
+        ctx.skipped
+            .push("Encoder: libaom `av1enc` (gst-plugins-bad) is not available.".into());
+    }
+    let configs: Vec<(u32, u32, u64, Vec<u32>)> = if ctx.quick() {
+        vec![(1280, 720, 20, vec![12])]
+    } else {
+        vec![
+            (1920, 1080, 60, vec![8, 10, 12]),
+            (1280, 720, 90, vec![8, 10, 12]),
+        ]
+    };
+    let mut items = vec![Item::Text(format!(
+        "Same Y4M input (ffmpeg `testsrc2`, 8-bit 4:2:0, 30 fps) and the same SVT-AV1 parameters \
+         for the three SVT-AV1 cases: `--preset P --crf {CRF} --keyint {KEYINT}`, everything else \
+         at its default (all logical processors). `vigilsvtav1enc` runs as `filesrc ! y4mdec ! \
+         vigilsvtav1enc ! filesink` in the harness process, timed from PLAYING to EOS; the tools \
+         are timed from process start to exit. Output bytes are bitstream bytes (IVF headers \
+         taken off)."
+    ))];
+    let mut targets = Vec::new();
+    for (w, h, frames, presets) in configs {
+        let y4m = inputs::y4m(&ctx.work, w, h, frames)?;
+        for preset in presets {
+            let aom_here = with_aom && preset == 12;
+            let c = comparison(ctx, &y4m, preset, aom_here);
+            targets.push(Target {
+                label: format!(
+                    "encoder {} preset {preset}: {VIGIL} >= 0.98x {APP}",
+                    y4m.label()
+                ),
+                comparison: c.id.clone(),
+                case: VIGIL.into(),
+                vs: APP.into(),
+                min_ratio: 0.98,
+            });
+            items.push(Item::Comparison(c));
+        }
+    }
+    Ok((
+        Section {
+            title: "Encoder".into(),
+            items,
+        },
+        targets,
+    ))
+}

@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The benchmark suites, one per element family; each returns a section of the report and the
+//! targets it checks.
+
+pub mod decoder;
+pub mod encoder;
+pub mod failover;
+pub mod sink;
+pub mod watchdog;
