@@ -28,6 +28,7 @@ pub const PLUGINS: &[&str] = &[
     "libgstvigilsvtav1.so",
     "libgstvigildav1d.so",
     "libgstvigilsink.so",
+    "libgstvigilfailover.so",
 ];
 
 /// Initialises GStreamer once and loads every vigil plugin from [`plugin_dir`].
@@ -372,4 +373,70 @@ pub fn heap_in_use() -> u64 {
     // SAFETY: mallinfo2 only reads allocator statistics.
     let m = unsafe { mallinfo2() };
     (m.uordblks + m.hblkhd) as u64
+}
+
+/// Asserts that every property `element` defines has a nick and a blurb, and that
+/// `gst-inspect-1.0`, loading it from [`plugin_dir`], prints no warning and shows each of
+/// `properties` and `signals`.
+pub fn assert_documented(element: &str, properties: &[&str], signals: &[&str]) {
+    init();
+    let e = gst::ElementFactory::make(element)
+        .build()
+        .unwrap_or_else(|_| panic!("{element} loads"));
+    for p in e.list_properties() {
+        if p.owner_type() != e.type_() {
+            continue;
+        }
+        assert!(
+            !p.blurb().unwrap_or_default().is_empty(),
+            "{element}: {} has no blurb",
+            p.name()
+        );
+        assert_ne!(p.nick(), p.name(), "{element}: {} has no nick", p.name());
+    }
+    let (ok, out, err) = run_tool(
+        Command::new("gst-inspect-1.0")
+            .arg(element)
+            .env("GST_PLUGIN_PATH", plugin_dir()),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "gst-inspect-1.0 {element} failed: {err}");
+    assert!(err.is_empty(), "gst-inspect-1.0 {element} printed: {err}");
+    for prop in properties {
+        let shown = out.lines().any(|l| {
+            l.trim_start()
+                .strip_prefix(prop)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        });
+        assert!(shown, "gst-inspect-1.0 does not show {element}'s {prop}");
+    }
+    for signal in signals {
+        assert!(
+            out.contains(&format!("\"{signal}\"")),
+            "gst-inspect-1.0 does not show {element}'s signal {signal}"
+        );
+    }
+}
+
+/// An appsink named `sink` in `p` that keeps every buffer it gets.
+pub fn collect_buffers(p: &gst::Pipeline) -> std::sync::Arc<std::sync::Mutex<Vec<gst::Buffer>>> {
+    let sink = p
+        .by_name("sink")
+        .expect("an element named sink")
+        .downcast::<gst_app::AppSink>()
+        .expect("sink is an appsink");
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let o = out.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                o.lock()
+                    .unwrap()
+                    .push(sample.buffer_owned().expect("a buffer"));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    out
 }

@@ -87,6 +87,32 @@ impl FaultPlan {
     }
 }
 
+/// The name of the property every element gets in test builds.
+pub const PROPERTY: &str = "fault-injection";
+
+/// The `fault-injection` property, the same on every element.
+pub fn param_spec() -> gst::glib::ParamSpec {
+    use gst::prelude::*;
+    gst::glib::ParamSpecString::builder(PROPERTY)
+        .nick("Fault injection")
+        .blurb("Test builds only: KIND:PHASE[:AFTER], KIND wedge, panic or slow=MS, PHASE streaming, drain or flush")
+        .default_value(Some(""))
+        .mutable_ready()
+        .build()
+}
+
+impl crate::WorkerConfig {
+    /// Applies the value of the `fault-injection` property (empty: no fault).
+    pub fn set_fault(&mut self, plan: &str) -> Result<(), String> {
+        self.fault = if plan.trim().is_empty() {
+            None
+        } else {
+            Some(FaultPlan::parse(plan)?)
+        };
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

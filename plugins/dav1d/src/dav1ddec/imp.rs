@@ -324,14 +324,9 @@ impl VigilDav1dDec {
         config.output_capacity = 16;
         config.interrupt = Some(self.interrupt.clone());
         #[cfg(feature = "fault-injection")]
-        if !settings.fault_injection.is_empty() {
-            match vigil_core::fault::FaultPlan::parse(&settings.fault_injection) {
-                Ok(plan) => config.fault = Some(plan),
-                Err(m) => {
-                    gst::element_imp_error!(self, gst::LibraryError::Settings, ("{}", m));
-                    return Err(gst::FlowError::Error);
-                }
-            }
+        if let Err(m) = config.set_fault(&settings.fault_injection) {
+            gst::element_imp_error!(self, gst::LibraryError::Settings, ("{}", m));
+            return Err(gst::FlowError::Error);
         }
         gst::debug!(CAT, imp = self, "starting libdav1d: {setup:?}");
         let delay = decoder::frame_delay(&setup);
@@ -588,14 +583,7 @@ impl ObjectImpl for VigilDav1dDec {
                     .build(),
             ];
             #[cfg(feature = "fault-injection")]
-            props.push(
-                glib::ParamSpecString::builder("fault-injection")
-                    .nick("Fault injection")
-                    .blurb("Test builds only: KIND:PHASE[:AFTER], KIND wedge, panic or slow=MS, PHASE streaming, drain or flush")
-                    .default_value(Some(""))
-                    .mutable_ready()
-                    .build(),
-            );
+            props.push(vigil_core::fault::param_spec());
             props.shrink_to_fit();
             props
         });
@@ -755,10 +743,9 @@ impl BaseTransformImpl for VigilDav1dDec {
         #[cfg(feature = "fault-injection")]
         {
             let fault = self.settings.lock().unwrap().fault_injection.clone();
-            if !fault.is_empty() {
-                vigil_core::fault::FaultPlan::parse(&fault)
-                    .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?;
-            }
+            WorkerConfig::new("check", 0)
+                .set_fault(&fault)
+                .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?;
         }
         *self.state.lock().unwrap() = State::default();
         Ok(())

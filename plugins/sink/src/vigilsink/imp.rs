@@ -502,13 +502,7 @@ impl ObjectImpl for VigilSink {
                     .build(),
             ];
             #[cfg(feature = "fault-injection")]
-            props.push(
-                glib::ParamSpecString::builder("fault-injection")
-                    .nick("Fault injection")
-                    .blurb("Test builds only: KIND:PHASE[:AFTER], KIND wedge, panic or slow=MS, PHASE streaming, drain or flush")
-                    .mutable_ready()
-                    .build(),
-            );
+            props.push(vigil_core::fault::param_spec());
             props
         });
         PROPERTIES.as_ref()
@@ -643,12 +637,9 @@ impl BaseSinkImpl for VigilSink {
         config.output_capacity = 1;
         config.interrupt = Some(self.interrupt.clone());
         #[cfg(feature = "fault-injection")]
-        if !settings.fault_injection.is_empty() {
-            config.fault = Some(
-                vigil_core::fault::FaultPlan::parse(&settings.fault_injection)
-                    .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?,
-            );
-        }
+        config
+            .set_fault(&settings.fault_injection)
+            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?;
         let policy = match settings.on_consumer_panic {
             OnConsumerPanic::Error => PanicPolicy::Fail,
             OnConsumerPanic::Drop => PanicPolicy::Drop,

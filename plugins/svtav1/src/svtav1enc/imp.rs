@@ -410,12 +410,9 @@ impl VigilSvtAv1Enc {
         config.input_capacity = 4;
         config.interrupt = Some(self.interrupt.clone());
         #[cfg(feature = "fault-injection")]
-        if !settings.fault_injection.is_empty() {
-            config.fault = Some(
-                vigil_core::fault::FaultPlan::parse(&settings.fault_injection)
-                    .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?,
-            );
-        }
+        config
+            .set_fault(&settings.fault_injection)
+            .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?;
         gst::debug!(
             CAT,
             imp = self,
@@ -683,14 +680,7 @@ impl ObjectImpl for VigilSvtAv1Enc {
                     .build(),
             ];
             #[cfg(feature = "fault-injection")]
-            props.push(
-                glib::ParamSpecString::builder("fault-injection")
-                    .nick("Fault injection")
-                    .blurb("Test builds only: KIND:PHASE[:AFTER], KIND wedge, panic or slow=MS, PHASE streaming, drain or flush")
-                    .default_value(Some(""))
-                    .mutable_ready()
-                    .build(),
-            );
+            props.push(vigil_core::fault::param_spec());
             props
         });
         PROPERTIES.as_ref()
