@@ -153,8 +153,9 @@ fn slow_consumer_with_drop_new_never_holds_upstream_and_reports_every_drop() {
         dropped > 100,
         "a consumer 10x too slow loses most buffers: {dropped}"
     );
-    // The streaming thread only queues: a generous bound, far below one consumer call.
-    assert!(render_max < 20_000, "render took up to {render_max} us");
+    // The streaming thread only queues: a generous bound (scheduling on a loaded machine
+    // included), still half of one consumer call, which a held upstream would show.
+    assert!(render_max < 50_000, "render took up to {render_max} us");
     let reported: u64 = bus
         .backpressure
         .iter()
@@ -181,7 +182,7 @@ fn slow_consumer_with_drop_new_never_holds_upstream_and_reports_every_drop() {
     let mut previous = bus.backpressure[0].1;
     for t in ongoing {
         assert!(
-            t.duration_since(previous) >= Duration::from_millis(290),
+            t.duration_since(previous) >= Duration::from_millis(250),
             "throttle: {:?}",
             t.duration_since(previous)
         );
