@@ -786,6 +786,22 @@ impl ElementImpl for FailoverSrc {
         TEMPLATES.as_ref()
     }
 
+    fn send_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view() {
+            // The inputs are not children: end the output ourselves, the way a live source
+            // handles an application's EOS.
+            gst::debug!(CAT, imp = self, "EOS requested");
+            return match self.state.lock().unwrap().as_ref() {
+                Some(s) => {
+                    s.output.end_of_stream();
+                    true
+                }
+                None => false,
+            };
+        }
+        self.parent_send_event(event)
+    }
+
     fn change_state(
         &self,
         transition: gst::StateChange,

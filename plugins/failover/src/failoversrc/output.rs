@@ -53,6 +53,8 @@ pub(super) struct Output {
     pub repeated_frames: AtomicU64,
     /// Audio buffers pushed.
     pub audio_buffers: AtomicU64,
+    /// Set by an EOS sent to the element: each output pushes EOS once and then nothing.
+    eos: std::sync::atomic::AtomicBool,
     /// Switches the output has applied (a DISCONT flag marks the first buffer after each).
     switches: AtomicU64,
 }
@@ -90,6 +92,11 @@ impl Output {
             }
         }
         self.cond.notify_all();
+    }
+
+    /// Ends the stream: the output threads push EOS at their next period.
+    pub fn end_of_stream(&self) {
+        self.eos.store(true, Ordering::SeqCst);
     }
 
     pub fn stop(&self) {
@@ -218,6 +225,7 @@ impl OutputThread {
         let mut held: Option<(u64, gst::Buffer)> = None;
         let mut primed: Option<u64> = None;
         let mut seen_switches = u64::MAX;
+        let mut eos_sent = false;
         loop {
             if !self.output.wait_playing() {
                 break;
@@ -259,6 +267,13 @@ impl OutputThread {
             if !sticky_sent {
                 self.send_sticky();
                 sticky_sent = true;
+            }
+            if self.output.eos.load(Ordering::SeqCst) {
+                if !eos_sent {
+                    let _ = self.push(Err(gst::event::Eos::new()));
+                    eos_sent = true;
+                }
+                continue;
             }
             let switches = self.output.switches.load(Ordering::SeqCst);
             let discont = switches != seen_switches;
