@@ -1,0 +1,801 @@
+// SPDX-License-Identifier: MPL-2.0
+//! `vigilfailoversrc` through the registry, with real sources on loopback: `file://` inputs
+//! generated here, an HTTP server in the test that serves a real file and can stall, stay
+//! silent or cut the connection, a missing file and an unknown URI scheme. Every input is a
+//! solid colour, so each output frame says where it came from (its first luma byte: white,
+//! red, blue, or black filler), and every test checks that the output timestamps are exactly
+//! one frame apart from start to end.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use vigil_tests::*;
+
+const FPS: u64 = 30;
+const STALL_MS: u64 = 400;
+/// Output frame period in ns (30/1).
+const PERIOD: u64 = 1_000_000_000 / FPS;
+
+/// Which input an output frame came from, by its first luma byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Colour {
+    White,
+    Red,
+    Blue,
+    Black,
+    Other(u8),
+}
+
+fn colour(y: u8) -> Colour {
+    match y {
+        225..=255 => Colour::White,
+        70..=95 => Colour::Red,
+        30..=50 => Colour::Blue,
+        0..=24 => Colour::Black,
+        v => Colour::Other(v),
+    }
+}
+
+/// A solid-colour, streamable Matroska file (MJPEG, 160x120, 30 fps) of `secs` seconds,
+/// made once per process and colour.
+fn media(pattern: &str, secs: u32) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| scratch("failover-media"));
+    let path = dir.join(format!("{pattern}-{secs}.mkv"));
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap();
+    if !path.exists() {
+        let p = pipeline(&format!(
+            "videotestsrc pattern={pattern} num-buffers={} \
+             ! video/x-raw,width=160,height=120,framerate=30/1 ! jpegenc \
+             ! matroskamux streamable=true ! filesink location={}",
+            secs * 30,
+            path.display()
+        ));
+        let log = run(&p, Duration::from_secs(30), Duration::ZERO);
+        stop_within(&p, Duration::from_secs(5));
+        assert!(log.eos.is_some(), "media: {}", log.error_text());
+    }
+    path
+}
+
+fn file_uri(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// How the test HTTP server answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Http {
+    /// The whole file, at about twice real time.
+    Serve,
+    /// The first bytes, then nothing, with the connection held open.
+    StallAfter(usize),
+    /// Accept and read the request, then send nothing.
+    Silent,
+    /// Announce the full length, send the first bytes, then close.
+    CutAfter(usize),
+}
+
+/// An HTTP server on 127.0.0.1 serving one file, whose behaviour the test changes at will.
+struct HttpServer {
+    uri: String,
+    mode: Arc<Mutex<Http>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HttpServer {
+    fn start(file: &Path, mode: Http, secs: u32) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let data = Arc::new(std::fs::read(file).unwrap());
+        let mode = Arc::new(Mutex::new(mode));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (mode.clone(), stop.clone());
+        let rate = (data.len() / secs as usize * 2).max(1);
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (m, s, d) = (m.clone(), s.clone(), data.clone());
+                        std::thread::spawn(move || serve(conn, &m, &s, &d, rate));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Self {
+            uri: format!("http://127.0.0.1:{port}/media.mkv"),
+            mode,
+            stop,
+        }
+    }
+
+    fn set(&self, mode: Http) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve(mut conn: TcpStream, mode: &Mutex<Http>, stop: &AtomicBool, data: &[u8], rate: usize) {
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    let mut req = [0u8; 4096];
+    let _ = conn.read(&mut req);
+    let m = *mode.lock().unwrap();
+    let hold = |stop: &AtomicBool| {
+        let end = Instant::now() + Duration::from_secs(30);
+        while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    if m == Http::Silent {
+        hold(stop);
+        return;
+    }
+    let header = match m {
+        Http::CutAfter(_) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: video/x-matroska\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            data.len()
+        ),
+        _ => "HTTP/1.1 200 OK\r\nContent-Type: video/x-matroska\r\nConnection: close\r\n\r\n"
+            .to_string(),
+    };
+    if conn.write_all(header.as_bytes()).is_err() {
+        return;
+    }
+    let limit = match m {
+        Http::StallAfter(n) | Http::CutAfter(n) => n.min(data.len()),
+        _ => data.len(),
+    };
+    let chunk = (rate / 50).max(512);
+    let mut sent = 0;
+    while sent < limit && !stop.load(Ordering::SeqCst) {
+        let n = chunk.min(limit - sent);
+        if conn.write_all(&data[sent..sent + n]).is_err() {
+            return;
+        }
+        sent += n;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Http::StallAfter(_) = m {
+        hold(stop);
+    }
+}
+
+/// A running `vigilfailoversrc ! fakesink` with the output frames recorded.
+struct Rig {
+    p: gst::Pipeline,
+    f: gst::Element,
+    /// (pts, first luma byte) of each output video buffer.
+    frames: Arc<Mutex<Vec<(u64, u8)>>>,
+    start: Instant,
+    /// (time, structure) of every vigil-failover-switched message.
+    switches: Vec<(Duration, gst::Structure)>,
+    /// (time, status) of every status change, from the notify signal.
+    statuses: Arc<Mutex<Vec<(Duration, String)>>>,
+    errors: Vec<String>,
+}
+
+impl Rig {
+    fn new(uris: &[&str], props: &str) -> Self {
+        init();
+        let p = pipeline(&format!(
+            "vigilfailoversrc name=f enable-audio=false \
+             video-caps=video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+             stall-timeout={STALL_MS} retry-backoff-min=200 retry-backoff-max=1000 {props} \
+             ! fakesink name=out sync=false"
+        ));
+        let f = p.by_name("f").unwrap();
+        for u in uris {
+            assert!(f.emit_by_name::<bool>("add-uri", &[u]), "add-uri {u}");
+        }
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let fr = frames.clone();
+        p.by_name("out")
+            .unwrap()
+            .static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(b) = info.buffer() {
+                    let y = b.map_readable().map(|m| m[0]).unwrap_or(0);
+                    fr.lock()
+                        .unwrap()
+                        .push((b.pts().map(|t| t.nseconds()).unwrap_or(0), y));
+                }
+                gst::PadProbeReturn::Ok
+            });
+        let start = Instant::now();
+        let statuses = Arc::new(Mutex::new(Vec::new()));
+        let st = statuses.clone();
+        f.connect_notify(Some("status"), move |f, _| {
+            st.lock().unwrap().push((start.elapsed(), status_nick(f)));
+        });
+        p.set_state(gst::State::Playing).unwrap();
+        Self {
+            p,
+            f,
+            frames,
+            start,
+            switches: Vec::new(),
+            statuses,
+            errors: Vec::new(),
+        }
+    }
+
+    fn status(&self) -> String {
+        self.statistics().get::<String>("status").unwrap()
+    }
+
+    fn statistics(&self) -> gst::Structure {
+        self.f.property::<gst::Structure>("statistics")
+    }
+
+    /// Pumps the bus for up to `limit`, calling `check` every 20 ms; returns as soon as
+    /// `until` holds (true) or at the limit (false).
+    fn pump(
+        &mut self,
+        limit: Duration,
+        mut check: impl FnMut(&Rig),
+        until: impl Fn(&Rig) -> bool,
+    ) -> bool {
+        let bus = self.p.bus().unwrap();
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            while let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(20)) {
+                match msg.view() {
+                    gst::MessageView::Element(e) => {
+                        let s = e.structure().unwrap();
+                        if s.name() == "vigil-failover-switched" {
+                            self.switches.push((self.start.elapsed(), s.to_owned()));
+                        }
+                    }
+                    gst::MessageView::Error(e) => self.errors.push(format!(
+                        "{}: {} {:?}",
+                        msg.src()
+                            .map(|s| s.path_string().to_string())
+                            .unwrap_or_default(),
+                        e.error(),
+                        e.debug()
+                    )),
+                    _ => {}
+                }
+                if Instant::now() >= end {
+                    break;
+                }
+            }
+            check(self);
+            if until(self) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn wait(&mut self, limit: Duration, until: impl Fn(&Rig) -> bool) -> bool {
+        self.pump(limit, |_| {}, until)
+    }
+
+    fn switched_to(&self, to: &str) -> Option<&(Duration, gst::Structure)> {
+        self.switches
+            .iter()
+            .find(|(_, s)| s.get::<&str>("to").unwrap() == to)
+    }
+
+    /// Stops the pipeline (bounded) and checks the whole output timeline.
+    fn finish(self) -> Vec<(u64, u8)> {
+        stop_within(&self.p, Duration::from_secs(8));
+        assert!(
+            self.errors.is_empty(),
+            "ERROR on the bus: {:?}",
+            self.errors
+        );
+        let frames = self.frames.lock().unwrap().clone();
+        assert_continuous(&frames);
+        frames
+    }
+}
+
+/// The nick of the `status` property.
+fn status_nick(f: &gst::Element) -> String {
+    let v = f.property_value("status");
+    gst::glib::EnumValue::from_value(&v)
+        .map(|(_, e)| e.nick().to_string())
+        .unwrap_or_default()
+}
+
+/// Output timestamps strictly increasing, exactly one frame apart (to the nanosecond rounding
+/// of 1/30 s).
+fn assert_continuous(frames: &[(u64, u8)]) {
+    assert!(frames.len() > 10, "only {} output frames", frames.len());
+    for w in frames.windows(2) {
+        let d = w[1].0 as i64 - w[0].0 as i64;
+        assert!(
+            d > 0 && (d - PERIOD as i64).abs() <= 1,
+            "output pts {} then {}: step {d} ns, not one frame",
+            w[0].0,
+            w[1].0
+        );
+    }
+}
+
+/// The colours of the output in order, with repeats collapsed.
+fn runs(frames: &[(u64, u8)]) -> Vec<Colour> {
+    let mut out: Vec<Colour> = Vec::new();
+    for (_, y) in frames {
+        let c = colour(*y);
+        if out.last() != Some(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn reason(s: &gst::Structure) -> String {
+    s.get::<String>("reason").unwrap()
+}
+
+#[test]
+fn file_inputs_primary_on_air_and_healthy() {
+    let white = file_uri(&media("white", 20));
+    let red = file_uri(&media("red", 20));
+    let mut rig = Rig::new(&[&white, &red], "");
+    assert!(rig.wait(Duration::from_secs(5), |r| r.status() == "healthy"));
+    rig.wait(Duration::from_secs(1), |_| false);
+    let stats = rig.statistics();
+    assert_eq!(stats.get::<String>("active-input").unwrap(), white);
+    assert_eq!(
+        rig.f.property::<Option<String>>("active-input").as_deref(),
+        Some(white.as_str())
+    );
+    let (_, first) = &rig.switches[0];
+    assert_eq!(reason(first), "initial");
+    let frames = rig.finish();
+    let r = runs(&frames);
+    assert!(r.contains(&Colour::White), "{r:?}");
+    assert!(!r.contains(&Colour::Red), "backup never on air: {r:?}");
+}
+
+#[test]
+fn primary_error_mid_stream_switches_to_warm_backup_within_a_frame() {
+    let white = media("white", 20);
+    let size = std::fs::metadata(&white).unwrap().len() as usize;
+    // The server announces the whole file and cuts the connection a third of the way in.
+    let http = HttpServer::start(&white, Http::CutAfter(size / 3), 20);
+    let red = file_uri(&media("red", 20));
+    let mut rig = Rig::new(&[&http.uri, &red], "failback-delay=-1");
+    assert!(
+        rig.wait(Duration::from_secs(6), |r| r.status() == "healthy"),
+        "{:?}",
+        rig.statistics()
+    );
+    assert!(
+        rig.wait(Duration::from_secs(12), |r| r.switched_to(&red).is_some()),
+        "no switch to the backup: {:?}",
+        rig.statistics()
+    );
+    let why = reason(&rig.switched_to(&red).unwrap().1);
+    assert!(why == "error" || why == "eos", "reason {why}");
+    rig.wait(Duration::from_millis(500), |_| false);
+    assert_eq!(rig.status(), "failover");
+    let frames = rig.finish();
+    // Warm standby: the backup follows the primary directly, no filler frame between.
+    let r = runs(&frames);
+    let w = r
+        .iter()
+        .position(|c| *c == Colour::White)
+        .expect("primary frames");
+    assert_eq!(
+        r.get(w + 1),
+        Some(&Colour::Red),
+        "white then red directly: {r:?}"
+    );
+}
+
+#[test]
+fn primary_stall_switches_after_stall_timeout_and_is_never_healthy_meanwhile() {
+    let white = media("white", 20);
+    let size = std::fs::metadata(&white).unwrap().len() as usize;
+    let http = HttpServer::start(&white, Http::StallAfter(size / 4), 20);
+    let blue = file_uri(&media("blue", 20));
+    let mut rig = Rig::new(&[&http.uri, &blue], "failback-delay=-1");
+    assert!(rig.wait(Duration::from_secs(6), |r| r.status() == "healthy"));
+    // While it runs, sample: whenever the status says healthy, the primary delivered data
+    // within the flow window (200 ms), plus the sampling period.
+    let mut last_primary_data: Option<Instant> = None;
+    let switched = rig.pump(
+        Duration::from_secs(14),
+        |r| {
+            let stats = r.statistics();
+            let inputs = stats.get::<gst::Array>("inputs").unwrap();
+            let primary = inputs[0].get::<gst::Structure>().unwrap();
+            let ago = primary.get::<i64>("last-data-ms-ago").unwrap();
+            if ago >= 0 {
+                last_primary_data = Some(Instant::now() - Duration::from_millis(ago as u64));
+            }
+            if stats.get::<String>("status").unwrap() == "healthy" {
+                assert!(
+                    (0..=260).contains(&ago),
+                    "status healthy with the primary's last data {ago} ms ago"
+                );
+            }
+        },
+        |r| r.switched_to(&blue).is_some(),
+    );
+    assert!(switched, "no switch: {:?}", rig.statistics());
+    let seen = Instant::now();
+    let (_, s) = rig.switched_to(&blue).unwrap().clone();
+    assert_eq!(reason(&s), "stall");
+    let silence = seen - last_primary_data.expect("the primary delivered data");
+    assert!(
+        silence >= Duration::from_millis(STALL_MS - 30)
+            && silence <= Duration::from_millis(STALL_MS + 300),
+        "switched {silence:?} after the primary's last data (stall-timeout {STALL_MS} ms)"
+    );
+    rig.wait(Duration::from_millis(400), |_| false);
+    assert_eq!(rig.status(), "failover");
+    let frames = rig.finish();
+    let r = runs(&frames);
+    assert!(r.ends_with(&[Colour::Blue]), "{r:?}");
+}
+
+#[test]
+fn primary_silent_at_start_backup_used_and_status_says_failover() {
+    let white = media("white", 20);
+    let http = HttpServer::start(&white, Http::Silent, 20);
+    let red = file_uri(&media("red", 20));
+    let mut rig = Rig::new(&[&http.uri, &red], "failback-delay=-1");
+    assert!(rig.wait(Duration::from_secs(5), |r| r.switched_to(&red).is_some()));
+    let (at, s) = rig.switched_to(&red).unwrap().clone();
+    assert!(
+        at >= Duration::from_millis(STALL_MS - 50) && at < Duration::from_millis(STALL_MS + 1500),
+        "backup on air at {at:?}"
+    );
+    assert!(["initial", "stall"].contains(&reason(&s).as_str()), "{s}");
+    rig.wait(Duration::from_millis(500), |_| false);
+    assert_eq!(rig.status(), "failover");
+    let stats = rig.statistics();
+    let inputs = stats.get::<gst::Array>("inputs").unwrap();
+    let primary = inputs[0].get::<gst::Structure>().unwrap();
+    assert!(
+        primary
+            .get::<String>("last-error")
+            .unwrap()
+            .contains("stall"),
+        "{primary}"
+    );
+    let statuses = rig.statuses.lock().unwrap().clone();
+    assert!(
+        !statuses.iter().any(|(_, s)| s == "healthy"),
+        "healthy without the primary's data: {statuses:?}"
+    );
+    let frames = rig.finish();
+    let r = runs(&frames);
+    assert!(!r.contains(&Colour::White), "{r:?}");
+}
+
+#[test]
+fn failback_after_failback_delay_not_before() {
+    let white = media("white", 20);
+    let http = HttpServer::start(&white, Http::Silent, 20);
+    let red = file_uri(&media("red", 20));
+    let mut rig = Rig::new(&[&http.uri, &red], "failback-delay=1500");
+    assert!(rig.wait(Duration::from_secs(5), |r| r.status() == "failover"));
+    http.set(Http::Serve);
+    // The primary comes back on a retry; note when it first delivers data again.
+    let mut back: Option<Instant> = None;
+    let done = rig.pump(
+        Duration::from_secs(10),
+        |r| {
+            let stats = r.statistics();
+            let inputs = stats.get::<gst::Array>("inputs").unwrap();
+            let p = inputs[0].get::<gst::Structure>().unwrap();
+            if back.is_none() && p.get::<String>("state").unwrap() == "active" {
+                back = Some(Instant::now());
+            }
+        },
+        |r| r.switched_to(&http.uri).is_some(),
+    );
+    assert!(done, "no failback: {:?}", rig.statistics());
+    let waited = back.expect("primary active again").elapsed();
+    let s = &rig.switched_to(&http.uri).unwrap().1;
+    assert_eq!(reason(s), "failback");
+    assert!(
+        waited >= Duration::from_millis(1400) && waited <= Duration::from_millis(2300),
+        "failback {waited:?} after the primary came back (failback-delay 1500 ms)"
+    );
+    rig.wait(Duration::from_millis(300), |_| false);
+    assert_eq!(rig.status(), "healthy");
+    let frames = rig.finish();
+    let r = runs(&frames);
+    assert!(r.ends_with(&[Colour::Red, Colour::White]), "{r:?}");
+}
+
+#[test]
+fn all_inputs_down_exhausted_with_continuous_filler_then_recovery() {
+    let dir = scratch("failover-exhausted");
+    let missing = file_uri(&dir.join("missing.mkv"));
+    let unknown = "vigilnosuchscheme://nowhere/x".to_string();
+    let mut rig = Rig::new(&[&missing, &unknown], "");
+    assert!(
+        rig.wait(Duration::from_secs(5), |r| r.status() == "exhausted"),
+        "{:?}",
+        rig.statistics()
+    );
+    rig.wait(Duration::from_secs(1), |_| false);
+    assert_eq!(rig.status(), "exhausted");
+    let stats = rig.statistics();
+    let inputs = stats.get::<gst::Array>("inputs").unwrap();
+    for i in inputs.iter() {
+        let i = i.get::<gst::Structure>().unwrap();
+        assert!(!i.get::<String>("last-error").unwrap().is_empty(), "{i}");
+    }
+    assert!(stats.get::<u64>("filler-frames").unwrap() > 20, "{stats}");
+    // An input added now brings the output back.
+    let blue = file_uri(&media("blue", 20));
+    assert!(rig.f.emit_by_name::<bool>("add-uri", &[&blue]));
+    assert!(
+        !rig.f.emit_by_name::<bool>("add-uri", &[&blue]),
+        "an input is never registered twice"
+    );
+    assert!(rig.wait(Duration::from_secs(5), |r| r.status() == "failover"));
+    assert_eq!(reason(&rig.switched_to(&blue).unwrap().1), "added");
+    rig.wait(Duration::from_millis(300), |_| false);
+    let frames = rig.finish();
+    let r = runs(&frames);
+    assert_eq!(r.first(), Some(&Colour::Black), "{r:?}");
+    assert_eq!(r.last(), Some(&Colour::Blue), "{r:?}");
+}
+
+#[test]
+fn inputs_added_and_removed_while_running_including_the_active_one() {
+    let white = file_uri(&media("white", 20));
+    let red = file_uri(&media("red", 20));
+    let mut rig = Rig::new(&[&white], "failback-delay=0");
+    assert!(rig.wait(Duration::from_secs(5), |r| r.status() == "healthy"));
+    assert!(rig.f.emit_by_name::<bool>("add-uri", &[&red]));
+    rig.wait(Duration::from_millis(800), |_| false);
+    assert!(rig.f.emit_by_name::<bool>("remove-uri", &[&white]));
+    assert!(!rig.f.emit_by_name::<bool>("remove-uri", &[&white]));
+    assert!(rig.wait(Duration::from_secs(3), |r| r.switched_to(&red).is_some()));
+    assert_eq!(reason(&rig.switched_to(&red).unwrap().1), "removed");
+    rig.wait(Duration::from_millis(300), |_| false);
+    // The backup is now the only (so the first, primary) input.
+    assert_eq!(rig.status(), "healthy");
+    let stats = rig.statistics();
+    assert_eq!(
+        stats.get::<gst::Array>("inputs").unwrap().len(),
+        1,
+        "{stats}"
+    );
+    let frames = rig.finish();
+    let r = runs(&frames);
+    let w = r.iter().position(|c| *c == Colour::White).unwrap();
+    assert_eq!(r.get(w + 1), Some(&Colour::Red), "{r:?}");
+}
+
+#[test]
+fn manual_switch_to_holds_the_chosen_input() {
+    let white = file_uri(&media("white", 20));
+    let red = file_uri(&media("red", 20));
+    let mut rig = Rig::new(&[&white, &red], "failback-delay=0");
+    assert!(rig.wait(Duration::from_secs(5), |r| r.status() == "healthy"));
+    assert!(rig.f.emit_by_name::<bool>("switch-to", &[&red]));
+    assert!(!rig.f.emit_by_name::<bool>("switch-to", &[&"file:///nope"]));
+    assert!(rig.wait(Duration::from_secs(3), |r| r.switched_to(&red).is_some()));
+    assert_eq!(reason(&rig.switched_to(&red).unwrap().1), "manual");
+    rig.wait(Duration::from_secs(1), |_| false);
+    assert_eq!(rig.status(), "failover", "no failback while held");
+    rig.finish();
+}
+
+#[test]
+fn single_input_degraded_while_retried_then_recovers() {
+    // A 3 s file: it ends, the retries find a silent server, then the server comes back.
+    let white = media("white", 3);
+    let http = HttpServer::start(&white, Http::Serve, 3);
+    let mut rig = Rig::new(&[&http.uri], "");
+    assert!(rig.wait(Duration::from_secs(6), |r| r.status() == "healthy"));
+    http.set(Http::Silent);
+    assert!(
+        rig.wait(Duration::from_secs(8), |r| r.status() == "degraded"
+            && r.f.property::<Option<String>>("active-input").is_none()),
+        "{:?}",
+        rig.statistics()
+    );
+    rig.wait(Duration::from_secs(1), |_| false);
+    assert_eq!(rig.status(), "degraded");
+    let retries = rig.statistics().get::<gst::Array>("inputs").unwrap()[0]
+        .get::<gst::Structure>()
+        .unwrap()
+        .get::<u64>("retries")
+        .unwrap();
+    assert!(retries >= 1, "retried while degraded");
+    http.set(Http::Serve);
+    assert!(
+        rig.wait(Duration::from_secs(6), |r| r.status() == "healthy"),
+        "{:?}",
+        rig.statistics()
+    );
+    assert_eq!(
+        rig.statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s == "exhausted")
+            .count(),
+        0
+    );
+    let frames = rig.finish();
+    let r = runs(&frames);
+    assert!(r.ends_with(&[Colour::Black, Colour::White]), "{r:?}");
+}
+
+#[test]
+fn rapid_add_remove_and_state_changes_never_deadlock_duplicate_or_leak_threads() {
+    init();
+    let white = file_uri(&media("white", 20));
+    // Warm up GStreamer's own thread pools once, so the baseline is stable.
+    {
+        let rig = Rig::new(&[&white], "");
+        std::thread::sleep(Duration::from_millis(500));
+        rig.finish();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let baseline = thread_count();
+    let p = pipeline(
+        "vigilfailoversrc name=f enable-audio=false \
+         video-caps=video/x-raw,width=64,height=48,framerate=30/1 \
+         stall-timeout=300 retry-backoff-min=10 ! fakesink sync=false",
+    );
+    let f = p.by_name("f").unwrap();
+    let start = Instant::now();
+    for i in 0..100 {
+        let added = f.emit_by_name::<bool>("add-uri", &[&white]);
+        assert!(
+            !f.emit_by_name::<bool>("add-uri", &[&white]),
+            "the same input registered twice"
+        );
+        if i % 10 == 0 {
+            p.set_state(gst::State::Playing).unwrap();
+        }
+        if i % 3 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(added || i > 0);
+        assert!(f.emit_by_name::<bool>("remove-uri", &[&white]));
+        if i % 10 == 5 {
+            stop_within(&p, Duration::from_secs(8));
+        }
+        let n = f
+            .property::<gst::Structure>("statistics")
+            .get::<gst::Array>("inputs")
+            .unwrap()
+            .len();
+        assert!(n <= 1, "{n} inputs reported for one URI");
+    }
+    assert!(start.elapsed() < Duration::from_secs(60));
+    stop_within(&p, Duration::from_secs(8));
+    drop(f);
+    drop(p);
+    let end = Instant::now() + Duration::from_secs(5);
+    while thread_count() > baseline + 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        thread_count() <= baseline + 2,
+        "threads: {} before, {} after",
+        baseline,
+        thread_count()
+    );
+}
+
+#[test]
+fn encoder_pipeline_keeps_running_across_a_failover_and_writes_a_playable_file() {
+    init();
+    let dir = scratch("failover-encode");
+    let out = dir.join("out.mkv");
+    let white = media("white", 2);
+    let red = file_uri(&media("red", 20));
+    let p = pipeline(&format!(
+        "vigilfailoversrc name=f enable-audio=false \
+         video-caps=video/x-raw,width=160,height=120,framerate=30/1 \
+         stall-timeout={STALL_MS} failback-delay=-1 \
+         ! videoconvert ! vigilsvtav1enc preset=12 ! matroskamux ! filesink location={}",
+        out.display()
+    ));
+    let f = p.by_name("f").unwrap();
+    f.emit_by_name::<bool>("add-uri", &[&file_uri(&white)]);
+    f.emit_by_name::<bool>("add-uri", &[&red]);
+    p.set_state(gst::State::Playing).unwrap();
+    let bus = p.bus().unwrap();
+    let mut switched = false;
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) {
+            match msg.view() {
+                gst::MessageView::Error(e) => panic!("ERROR: {} {:?}", e.error(), e.debug()),
+                gst::MessageView::Element(e)
+                    if e.structure().unwrap().get::<&str>("to").ok() == Some(red.as_str()) =>
+                {
+                    switched = true
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(switched, "the 2 s primary ended and the backup took over");
+    p.send_event(gst::event::Eos::new());
+    let log = run(&p, Duration::from_secs(10), Duration::ZERO);
+    stop_within(&p, Duration::from_secs(5));
+    assert!(
+        log.eos.is_some() && log.errors.is_empty(),
+        "{}",
+        log.error_text()
+    );
+    // The file plays back: every frame decodes.
+    let check = pipeline(&format!(
+        "filesrc location={} ! matroskademux ! av1parse ! fakesink name=s",
+        out.display()
+    ));
+    let n = Arc::new(Mutex::new(0u32));
+    let n2 = n.clone();
+    check
+        .by_name("s")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            *n2.lock().unwrap() += 1;
+            gst::PadProbeReturn::Ok
+        });
+    let log = run(&check, Duration::from_secs(20), Duration::ZERO);
+    stop_within(&check, Duration::from_secs(5));
+    assert!(log.eos.is_some(), "{}", log.error_text());
+    let frames = *n.lock().unwrap();
+    assert!(frames >= 120, "{frames} frames in the file for about 5 s");
+}
+
+#[test]
+fn inspect_is_clean() {
+    init();
+    let (ok, out, err) = run_tool(
+        Command::new("gst-inspect-1.0")
+            .arg("vigilfailoversrc")
+            .env("GST_PLUGIN_PATH", plugin_dir()),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{err}");
+    assert!(!err.contains("WARN") && !err.contains("CRITICAL"), "{err}");
+    for prop in [
+        "uris",
+        "video-caps",
+        "audio-caps",
+        "stall-timeout",
+        "standby",
+        "retry-backoff-min",
+        "retry-backoff-max",
+        "failback-delay",
+        "exhausted-timeout",
+        "fill-gaps",
+        "status",
+        "active-input",
+        "statistics",
+        "add-uri",
+        "remove-uri",
+        "switch-to",
+        "add-source",
+    ] {
+        assert!(out.contains(prop), "gst-inspect lacks {prop}");
+    }
+}
