@@ -157,7 +157,7 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
             .push("Encoder: libaom `av1enc` (gst-plugins-bad) is not available.".into());
     }
     let configs: Vec<(u32, u32, u64, Vec<u32>)> = if ctx.quick() {
-        vec![(1280, 720, 20, vec![12])]
+        vec![(1280, 720, 40, vec![12])]
     } else {
         vec![
             (1920, 1080, 60, vec![8, 10, 12]),
