@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MPL-2.0
 # Installs what building and testing vigil needs on Debian 12, skipping what is already there:
 # the GStreamer, SVT-AV1 and dav1d development packages, the reference tools the tests compare
-# against (SvtAv1EncApp, dav1d, ffmpeg), PyGObject, meson, and a Rust toolchain if none is found.
+# against (SvtAv1EncApp, dav1d, ffmpeg), the font the benchmark chart is drawn with (DejaVu),
+# PyGObject, meson, and a Rust toolchain if none is found.
 set -euo pipefail
 
 packages=(
@@ -10,7 +11,7 @@ packages=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   libdav1d-dev libsvtav1enc-dev
-  svt-av1 dav1d ffmpeg
+  svt-av1 dav1d ffmpeg fonts-dejavu-core
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
 )
 
