@@ -48,28 +48,19 @@ pub fn decode_once(
     Ok(Run::timed(secs))
 }
 
-/// The decoder section and its targets.
-pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
-    let (w, h, frames) = if ctx.quick() {
-        (1280, 720, 60)
-    } else {
-        (1920, 1080, 240)
-    };
+/// One decoder comparison on a `w`x`h` stream; `all` adds ffmpeg, libaom and the
+/// VideoMeta-offered cases.
+fn comparison(
+    ctx: &Ctx,
+    id: &str,
+    (w, h, frames): (u32, u32, u64),
+    all: bool,
+    note: &str,
+) -> Result<Comparison, String> {
     let ivf = inputs::av1_ivf(&ctx.work, w, h, frames)?;
     let has_cli = exists("dav1d");
-    let has_ffmpeg = exists("ffmpeg");
-    let has_aom = ctx.has_elements(&["av1dec"]);
     let has_rs = ctx.dav1ddec.is_some() && ctx.has_elements(&["dav1ddec"]);
-    if !has_cli {
-        ctx.skipped
-            .push("Decoder: the dav1d CLI is not installed (Debian package dav1d).".into());
-    }
-    if !has_aom {
-        ctx.skipped
-            .push("Decoder: libaom `av1dec` (gst-plugins-bad) is not available.".into());
-    }
-    let ctx_ref: &Ctx = ctx;
-    let work = &ctx_ref.work;
+    let work = &ctx.work;
     let ivf_ref = &ivf;
     let mut cases = Vec::new();
     if has_cli {
@@ -83,25 +74,27 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
                     "--quiet",
                 ]),
                 &work.join("dec-dav1d.log"),
-                ctx_ref.timeout(),
+                ctx.timeout(),
             )?))
         }));
     }
-    cases.push(Case::new(VIGIL_META, |_| {
-        decode_once(ctx_ref, ivf_ref, "vigildav1ddec", true, frames)
-    }));
+    if all {
+        cases.push(Case::new(VIGIL_META, |_| {
+            decode_once(ctx, ivf_ref, "vigildav1ddec", true, frames)
+        }));
+    }
     cases.push(Case::new(VIGIL_COPY, |_| {
-        decode_once(ctx_ref, ivf_ref, "vigildav1ddec", false, frames)
+        decode_once(ctx, ivf_ref, "vigildav1ddec", false, frames)
     }));
     if has_rs {
         cases.push(Case::new(RS_META, |_| {
-            decode_once(ctx_ref, ivf_ref, "dav1ddec", true, frames)
+            decode_once(ctx, ivf_ref, "dav1ddec", true, frames)
         }));
         cases.push(Case::new(RS_COPY, |_| {
-            decode_once(ctx_ref, ivf_ref, "dav1ddec", false, frames)
+            decode_once(ctx, ivf_ref, "dav1ddec", false, frames)
         }));
     }
-    if has_ffmpeg {
+    if all && exists("ffmpeg") {
         cases.push(Case::new("ffmpeg -c:v libdav1d", |_| {
             Ok(Run::timed(run_timed(
                 Command::new("ffmpeg")
@@ -109,43 +102,76 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
                     .arg(ivf_ref)
                     .args(["-f", "null", "-"]),
                 &work.join("dec-ffmpeg.log"),
-                ctx_ref.timeout(),
+                ctx.timeout(),
             )?))
         }));
     }
-    if has_aom {
+    if all && ctx.has_elements(&["av1dec"]) {
         cases.push(Case::new("av1dec (libaom)", |_| {
-            decode_once(ctx_ref, ivf_ref, "av1dec", false, frames)
+            decode_once(ctx, ivf_ref, "av1dec", false, frames)
         }));
     }
     let title = format!("Decoder, {w}x{h} ({frames} frames, SVT-AV1 preset 10, CRF 30)");
-    let results = interleave(&title, cases, ctx_ref.rounds);
+    let results = interleave(&title, cases, ctx.rounds);
     let reference = results.iter().position(|r| r.name == CLI).unwrap_or(0);
-    let reference_name = results[reference].name.clone();
-    let c = Comparison {
-        id: "dec".into(),
-        title,
-        metric: Metric::Fps { frames },
-        reference,
-        results,
-        sizes: false,
-        notes: vec![
+    let mut notes = vec![note.to_string()];
+    if all {
+        notes.push(
             "Every decoder runs with its defaults (threads: one per logical processor, frame \
              delay chosen by the library). GStreamer cases run `filesrc ! ivfparse ! av1parse ! \
              DECODER ! fakesink sync=false` in the harness process, timed from PLAYING to EOS, \
              and check that every frame arrives; \"VideoMeta offered\" means a probe answers the \
              allocation query with `GstVideoMeta` support, as a video sink would, so a decoder \
-             may hand out its own strided frames; \"no VideoMeta\" is plain `fakesink`, which \
-             does not answer it (the copy path). The dav1d CLI writes to the `null` muxer and \
+             may hand out libdav1d's strided planes without a copy; \"no VideoMeta\" is plain \
+             `fakesink`, which does not answer it. The dav1d CLI writes to its `null` muxer and \
              ffmpeg to `-f null`: neither touches the decoded pixels."
                 .into(),
-        ],
+        );
+    }
+    Ok(Comparison {
+        id: id.into(),
+        title,
+        metric: Metric::Fps { frames },
+        reference,
+        results,
+        sizes: false,
+        notes,
+    })
+}
+
+/// The decoder section and its targets.
+pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
+    let has_cli = exists("dav1d");
+    let has_rs = ctx.dav1ddec.is_some() && ctx.has_elements(&["dav1ddec"]);
+    if !has_cli {
+        ctx.skipped
+            .push("Decoder: the dav1d CLI is not installed (Debian package dav1d).".into());
+    }
+    if !ctx.has_elements(&["av1dec"]) {
+        ctx.skipped
+            .push("Decoder: libaom `av1dec` (gst-plugins-bad) is not available.".into());
+    }
+    let ctx: &Ctx = ctx;
+    let main = if ctx.quick() {
+        (1280, 720, 60)
+    } else {
+        (1920, 1080, 480)
     };
+    let mut items = vec![Item::Comparison(comparison(
+        ctx,
+        "dec",
+        main,
+        true,
+        "At this width libdav1d's plane strides equal GStreamer's default ones, so \
+         gst-plugins-rs `dav1ddec` hands out libdav1d's planes without a copy even when \
+         downstream has no VideoMeta; `vigildav1ddec` wraps them only when downstream takes \
+         VideoMeta and copies otherwise.",
+    )?)];
     let mut targets = Vec::new();
     if has_cli {
         targets.push(Target {
-            label: format!("decoder: {VIGIL_META} >= 0.97x {reference_name}"),
-            comparison: c.id.clone(),
+            label: format!("decoder: {VIGIL_META} >= 0.97x {CLI}"),
+            comparison: "dec".into(),
             case: VIGIL_META.into(),
             vs: CLI.into(),
             min_ratio: 0.97,
@@ -155,17 +181,38 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
         for (ours, theirs) in [(VIGIL_META, RS_META), (VIGIL_COPY, RS_COPY)] {
             targets.push(Target {
                 label: format!("decoder: {ours} >= 1.0x {theirs}"),
-                comparison: c.id.clone(),
+                comparison: "dec".into(),
                 case: ours.into(),
                 vs: theirs.into(),
                 min_ratio: 1.0,
             });
         }
     }
+    if !ctx.quick() && has_rs {
+        // 1912 is not a multiple of 64: libdav1d pads its strides (to 1920), GStreamer's
+        // default layout does not, so without VideoMeta both elements must copy.
+        let odd = (1912, 1080, 240);
+        items.push(Item::Comparison(comparison(
+            ctx,
+            "dec-copy",
+            odd,
+            false,
+            "1912 pixels wide: libdav1d's strides (1920, 960) differ from GStreamer's default \
+             layout (1912, 956), so without VideoMeta gst-plugins-rs `dav1ddec` copies too: this \
+             is the copy path of both elements.",
+        )?));
+        targets.push(Target {
+            label: format!("decoder, copy path (1912x1080): {VIGIL_COPY} >= 1.0x {RS_COPY}"),
+            comparison: "dec-copy".into(),
+            case: VIGIL_COPY.into(),
+            vs: RS_COPY.into(),
+            min_ratio: 1.0,
+        });
+    }
     Ok((
         Section {
             title: "Decoder".into(),
-            items: vec![Item::Comparison(c)],
+            items,
         },
         targets,
     ))

@@ -88,6 +88,9 @@ fn comparison(ctx: &Ctx, y4m: &Y4m, preset: u32, with_aom: bool) -> Comparison {
                     .arg(&y4m.path)
                     .args(["-c:v", "libsvtav1", "-preset", &preset.to_string()])
                     .args(["-crf", &CRF.to_string(), "-g", &KEYINT.to_string()])
+                    // ffmpeg 5.1 sets 4 hierarchical levels (16-frame mini-GOPs) where
+                    // SVT-AV1 1.4 and SvtAv1EncApp default to 5 (32) for these presets in CRF.
+                    .args(["-svtav1-params", "hierarchical-levels=5"])
                     .args(["-f", "ivf"])
                     .arg(&out),
                 &work.join("enc-ffmpeg.log"),
@@ -167,7 +170,9 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
     let mut items = vec![Item::Text(format!(
         "Same Y4M input (ffmpeg `testsrc2`, 8-bit 4:2:0, 30 fps) and the same SVT-AV1 parameters \
          for the three SVT-AV1 cases: `--preset P --crf {CRF} --keyint {KEYINT}`, everything else \
-         at its default (all logical processors). `vigilsvtav1enc` runs as `filesrc ! y4mdec ! \
+         at its default (all logical processors); ffmpeg also gets \
+         `-svtav1-params hierarchical-levels=5`, SVT-AV1's own default that ffmpeg 5.1 \
+         overrides, so the three give the same bitstream (the sizes show it). `vigilsvtav1enc` runs as `filesrc ! y4mdec ! \
          vigilsvtav1enc ! filesink` in the harness process, timed from PLAYING to EOS; the tools \
          are timed from process start to exit. Output bytes are bitstream bytes (IVF headers \
          taken off)."
