@@ -15,12 +15,12 @@ use crate::stats::Summary;
 /// Where Debian's `fonts-dejavu-core` puts its sans-serif font.
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-const WIDTH: u32 = 1400;
+const WIDTH: u32 = 1600;
 const ROW: i32 = 24;
 const GROUP: i32 = 34;
 const TOP: i32 = 56;
 const BOTTOM: i32 = 50;
-const PLOT_LEFT: i32 = 580;
+const PLOT_LEFT: i32 = 780;
 const PLOT_RIGHT: i32 = WIDTH as i32 - 120;
 /// Ratios above this are drawn clipped, with their value written.
 const MAX_RATIO: f64 = 2.5;
@@ -41,9 +41,22 @@ fn register_font(font: &Path) -> Result<(), String> {
 
 fn groups(report: &Report) -> Vec<(String, Vec<Row>)> {
     let outcomes: Vec<TargetOutcome> = report.target_outcomes();
-    report
-        .comparisons()
-        .map(|c| {
+    let targets: Vec<Row> = outcomes
+        .iter()
+        .filter_map(|o| {
+            Some(Row {
+                label: o.target.label.clone(),
+                ratio: o.ratio?,
+                target: Some((o.target.min_ratio, o.met()?)),
+            })
+        })
+        .collect();
+    let targets = (
+        "Targets (ratio of the two cases each names)".to_string(),
+        targets,
+    );
+    std::iter::once(targets)
+        .chain(report.comparisons().map(|c| {
             let reference = &c.results[c.reference].name;
             let rows = c
                 .results
@@ -68,7 +81,7 @@ fn groups(report: &Report) -> Vec<(String, Vec<Row>)> {
                 })
                 .collect();
             (format!("{} (vs {reference})", c.title), rows)
-        })
+        }))
         .filter(|(_, rows): &(String, Vec<Row>)| !rows.is_empty())
         .collect()
 }
