@@ -369,9 +369,7 @@ impl Controller {
                 gst::element_warning!(
                     el,
                     gst::ResourceError::Close,
-                    [
-                        "Input {name} did not stop within {INPUT_JOIN_LIMIT:?}: its thread is left behind"
-                    ]
+                    ("Input {name} did not stop within {INPUT_JOIN_LIMIT:?}: its thread is left behind")
                 );
             }
         }
@@ -668,7 +666,8 @@ impl Controller {
                     gst::element_error!(
                         el,
                         gst::ResourceError::NotFound,
-                        ["No input has delivered data for {} ms (exhausted-timeout)", limit.as_millis()],
+                        ("No input has delivered data for {} ms (exhausted-timeout)", limit.as_millis()),
+                        ["{} inputs, all failing; the filler was on air", self.inputs.len()],
                         details: gst::Structure::builder("vigil-failover-exhausted")
                             .field("inputs", self.inputs.len() as u32)
                             .field("off-air-ms", now.saturating_duration_since(since).as_millis() as u64)

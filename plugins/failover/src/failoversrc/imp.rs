@@ -300,8 +300,14 @@ impl FailoverSrc {
             changed
         };
         if changed {
-            self.obj().notify("status");
-            self.obj().notify("active-input");
+            let obj = self.obj();
+            obj.notify("status");
+            obj.notify("active-input");
+            let s = gst::Structure::builder(super::STATUS_MESSAGE)
+                .field("status", status.nick())
+                .field("active-input", "")
+                .build();
+            let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
         }
     }
 
@@ -436,7 +442,7 @@ impl FailoverSrc {
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::StateChange,
-                ["The failover controller did not stop within {CONTROLLER_JOIN_LIMIT:?}"]
+                ("The failover controller did not stop within {CONTROLLER_JOIN_LIMIT:?}")
             );
         }
         self.set_status(Status::Stopped);

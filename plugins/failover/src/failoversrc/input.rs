@@ -503,6 +503,10 @@ impl Linker {
             .max_buffers(2)
             .callbacks(callbacks)
             .build();
+        // No preroll: a sink added while the pipeline goes to PLAYING must not make it lose
+        // its state (and wait in PAUSED for a preroll that may never complete). The sinks
+        // still sync, so a file plays in real time.
+        sink.set_property("async", false);
         // Late frames are still data: the input is alive even when it runs late.
         sink.set_property("max-lateness", -1i64);
         sink.set_property("qos", false);

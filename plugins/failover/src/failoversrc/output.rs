@@ -298,7 +298,7 @@ impl OutputThread {
                         gst::element_error!(
                             el,
                             gst::StreamError::Failed,
-                            ["Downstream refused the {} output: {e:?}", self.pad.name()]
+                            ("Downstream refused the {} output: {e:?}", self.pad.name())
                         );
                     }
                     break;
