@@ -18,7 +18,7 @@ use gst::prelude::*;
 use vigil_tests::*;
 
 const FPS: u64 = 30;
-const STALL_MS: u64 = 400;
+const STALL_MS: u64 = 700;
 /// Output frame period in ns (30/1).
 const PERIOD: u64 = 1_000_000_000 / FPS;
 
@@ -173,6 +173,13 @@ fn serve(mut conn: TcpStream, mode: &Mutex<Http>, stop: &AtomicBool, data: &[u8]
     }
 }
 
+/// The tests run one at a time: their timings (a stall-timeout of a few hundred ms) hold on
+/// a loaded two-core machine only when they do not compete with each other.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A running `vigilfailoversrc ! fakesink` with the output frames recorded.
 struct Rig {
     p: gst::Pipeline,
@@ -185,6 +192,12 @@ struct Rig {
     /// (time, status) of every status change, from the notify signal.
     statuses: Arc<Mutex<Vec<(Duration, String)>>>,
     errors: Vec<String>,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = self.p.set_state(gst::State::Null);
+    }
 }
 
 impl Rig {
@@ -293,7 +306,7 @@ impl Rig {
     }
 
     /// Stops the pipeline (bounded) and checks the whole output timeline.
-    fn finish(self) -> Vec<(u64, u8)> {
+    fn finish(&self) -> Vec<(u64, u8)> {
         stop_within(&self.p, Duration::from_secs(8));
         assert!(
             self.errors.is_empty(),
@@ -347,6 +360,7 @@ fn reason(s: &gst::Structure) -> String {
 
 #[test]
 fn file_inputs_primary_on_air_and_healthy() {
+    let _serial = serial();
     let white = file_uri(&media("white", 20));
     let red = file_uri(&media("red", 20));
     let mut rig = Rig::new(&[&white, &red], "");
@@ -368,6 +382,7 @@ fn file_inputs_primary_on_air_and_healthy() {
 
 #[test]
 fn primary_error_mid_stream_switches_to_warm_backup_within_a_frame() {
+    let _serial = serial();
     let white = media("white", 20);
     let size = std::fs::metadata(&white).unwrap().len() as usize;
     // The server announces the whole file and cuts the connection a third of the way in.
@@ -386,8 +401,11 @@ fn primary_error_mid_stream_switches_to_warm_backup_within_a_frame() {
     );
     let why = reason(&rig.switched_to(&red).unwrap().1);
     assert!(why == "error" || why == "eos", "reason {why}");
-    rig.wait(Duration::from_millis(500), |_| false);
-    assert_eq!(rig.status(), "failover");
+    assert!(
+        rig.wait(Duration::from_secs(3), |r| r.status() == "failover"),
+        "{:?}",
+        rig.statistics()
+    );
     let frames = rig.finish();
     // Warm standby: the backup follows the primary directly, no filler frame between.
     let r = runs(&frames);
@@ -404,6 +422,7 @@ fn primary_error_mid_stream_switches_to_warm_backup_within_a_frame() {
 
 #[test]
 fn primary_stall_switches_after_stall_timeout_and_is_never_healthy_meanwhile() {
+    let _serial = serial();
     let white = media("white", 20);
     let size = std::fs::metadata(&white).unwrap().len() as usize;
     let http = HttpServer::start(&white, Http::StallAfter(size / 4), 20);
@@ -442,8 +461,11 @@ fn primary_stall_switches_after_stall_timeout_and_is_never_healthy_meanwhile() {
             && silence <= Duration::from_millis(STALL_MS + 300),
         "switched {silence:?} after the primary's last data (stall-timeout {STALL_MS} ms)"
     );
-    rig.wait(Duration::from_millis(400), |_| false);
-    assert_eq!(rig.status(), "failover");
+    assert!(
+        rig.wait(Duration::from_secs(3), |r| r.status() == "failover"),
+        "{:?}",
+        rig.statistics()
+    );
     let frames = rig.finish();
     let r = runs(&frames);
     assert!(r.ends_with(&[Colour::Blue]), "{r:?}");
@@ -451,6 +473,7 @@ fn primary_stall_switches_after_stall_timeout_and_is_never_healthy_meanwhile() {
 
 #[test]
 fn primary_silent_at_start_backup_used_and_status_says_failover() {
+    let _serial = serial();
     let white = media("white", 20);
     let http = HttpServer::start(&white, Http::Silent, 20);
     let red = file_uri(&media("red", 20));
@@ -462,8 +485,11 @@ fn primary_silent_at_start_backup_used_and_status_says_failover() {
         "backup on air at {at:?}"
     );
     assert!(["initial", "stall"].contains(&reason(&s).as_str()), "{s}");
-    rig.wait(Duration::from_millis(500), |_| false);
-    assert_eq!(rig.status(), "failover");
+    assert!(
+        rig.wait(Duration::from_secs(3), |r| r.status() == "failover"),
+        "{:?}",
+        rig.statistics()
+    );
     let stats = rig.statistics();
     let inputs = stats.get::<gst::Array>("inputs").unwrap();
     let primary = inputs[0].get::<gst::Structure>().unwrap();
@@ -486,6 +512,7 @@ fn primary_silent_at_start_backup_used_and_status_says_failover() {
 
 #[test]
 fn failback_after_failback_delay_not_before() {
+    let _serial = serial();
     let white = media("white", 20);
     let http = HttpServer::start(&white, Http::Silent, 20);
     let red = file_uri(&media("red", 20));
@@ -514,8 +541,11 @@ fn failback_after_failback_delay_not_before() {
         waited >= Duration::from_millis(1400) && waited <= Duration::from_millis(2300),
         "failback {waited:?} after the primary came back (failback-delay 1500 ms)"
     );
-    rig.wait(Duration::from_millis(300), |_| false);
-    assert_eq!(rig.status(), "healthy");
+    assert!(
+        rig.wait(Duration::from_secs(3), |r| r.status() == "healthy"),
+        "{:?}",
+        rig.statistics()
+    );
     let frames = rig.finish();
     let r = runs(&frames);
     assert!(r.ends_with(&[Colour::Red, Colour::White]), "{r:?}");
@@ -523,6 +553,7 @@ fn failback_after_failback_delay_not_before() {
 
 #[test]
 fn all_inputs_down_exhausted_with_continuous_filler_then_recovery() {
+    let _serial = serial();
     let dir = scratch("failover-exhausted");
     let missing = file_uri(&dir.join("missing.mkv"));
     let unknown = "vigilnosuchscheme://nowhere/x".to_string();
@@ -559,6 +590,7 @@ fn all_inputs_down_exhausted_with_continuous_filler_then_recovery() {
 
 #[test]
 fn inputs_added_and_removed_while_running_including_the_active_one() {
+    let _serial = serial();
     let white = file_uri(&media("white", 20));
     let red = file_uri(&media("red", 20));
     let mut rig = Rig::new(&[&white], "failback-delay=0");
@@ -568,7 +600,13 @@ fn inputs_added_and_removed_while_running_including_the_active_one() {
     assert!(rig.f.emit_by_name::<bool>("remove-uri", &[&white]));
     assert!(!rig.f.emit_by_name::<bool>("remove-uri", &[&white]));
     assert!(rig.wait(Duration::from_secs(3), |r| r.switched_to(&red).is_some()));
-    assert_eq!(reason(&rig.switched_to(&red).unwrap().1), "removed");
+    assert_eq!(
+        reason(&rig.switched_to(&red).unwrap().1),
+        "removed",
+        "{:?} {:?}",
+        rig.switches,
+        rig.statistics()
+    );
     rig.wait(Duration::from_millis(300), |_| false);
     // The backup is now the only (so the first, primary) input.
     assert_eq!(rig.status(), "healthy");
@@ -586,6 +624,7 @@ fn inputs_added_and_removed_while_running_including_the_active_one() {
 
 #[test]
 fn manual_switch_to_holds_the_chosen_input() {
+    let _serial = serial();
     let white = file_uri(&media("white", 20));
     let red = file_uri(&media("red", 20));
     let mut rig = Rig::new(&[&white, &red], "failback-delay=0");
@@ -595,12 +634,17 @@ fn manual_switch_to_holds_the_chosen_input() {
     assert!(rig.wait(Duration::from_secs(3), |r| r.switched_to(&red).is_some()));
     assert_eq!(reason(&rig.switched_to(&red).unwrap().1), "manual");
     rig.wait(Duration::from_secs(1), |_| false);
-    assert_eq!(rig.status(), "failover", "no failback while held");
+    assert!(
+        !rig.switches.iter().any(|(_, s)| reason(s) == "failback"),
+        "no failback while the manual choice is healthy: {:?}",
+        rig.switches
+    );
     rig.finish();
 }
 
 #[test]
 fn single_input_degraded_while_retried_then_recovers() {
+    let _serial = serial();
     // A 3 s file: it ends, the retries find a silent server, then the server comes back.
     let white = media("white", 3);
     let http = HttpServer::start(&white, Http::Serve, 3);
@@ -636,13 +680,20 @@ fn single_input_degraded_while_retried_then_recovers() {
             .count(),
         0
     );
+    rig.wait(Duration::from_millis(300), |_| false);
+    let stats = rig.statistics();
     let frames = rig.finish();
     let r = runs(&frames);
-    assert!(r.ends_with(&[Colour::Black, Colour::White]), "{r:?}");
+    assert!(
+        r.ends_with(&[Colour::Black, Colour::White]),
+        "{r:?} {:?} {stats:?}",
+        &frames[frames.len().saturating_sub(5)..]
+    );
 }
 
 #[test]
 fn rapid_add_remove_and_state_changes_never_deadlock_duplicate_or_leak_threads() {
+    let _serial = serial();
     init();
     let white = file_uri(&media("white", 20));
     // Warm up GStreamer's own thread pools once, so the baseline is stable.
@@ -702,6 +753,7 @@ fn rapid_add_remove_and_state_changes_never_deadlock_duplicate_or_leak_threads()
 
 #[test]
 fn encoder_pipeline_keeps_running_across_a_failover_and_writes_a_playable_file() {
+    let _serial = serial();
     init();
     let dir = scratch("failover-encode");
     let out = dir.join("out.mkv");
@@ -798,4 +850,153 @@ fn inspect_is_clean() {
     ] {
         assert!(out.contains(prop), "gst-inspect lacks {prop}");
     }
+}
+
+#[test]
+fn cold_standby_starts_the_backup_only_when_needed() {
+    let _serial = serial();
+    let white = file_uri(&media("white", 2));
+    let red = file_uri(&media("red", 20));
+    let mut rig = Rig::new(&[&white, &red], "standby=cold failback-delay=-1");
+    assert!(rig.wait(Duration::from_secs(5), |r| r.status() == "healthy"));
+    let stats = rig.statistics();
+    let backup = stats.get::<gst::Array>("inputs").unwrap()[1]
+        .get::<gst::Structure>()
+        .unwrap();
+    assert_eq!(backup.get::<String>("state").unwrap(), "idle", "{backup}");
+    assert_eq!(backup.get::<u64>("buffers").unwrap(), 0);
+    assert!(rig.wait(Duration::from_secs(6), |r| r.switched_to(&red).is_some()));
+    assert!(
+        rig.wait(Duration::from_secs(3), |r| r.status() == "failover"),
+        "{:?}",
+        rig.statistics()
+    );
+    let frames = rig.finish();
+    let r = runs(&frames);
+    assert!(r.ends_with(&[Colour::Red]), "{r:?}");
+}
+
+#[test]
+fn exhausted_timeout_posts_an_error_naming_it() {
+    let _serial = serial();
+    init();
+    let dir = scratch("failover-exhausted-timeout");
+    let missing = file_uri(&dir.join("missing.mkv"));
+    let p = pipeline(&format!(
+        "vigilfailoversrc uris=\"<{missing}>\" enable-audio=false \
+         video-caps=video/x-raw,width=64,height=48,framerate=30/1 stall-timeout={STALL_MS} \
+         retry-backoff-min=100 exhausted-timeout=800 ! fakesink sync=false"
+    ));
+    let log = run(&p, Duration::from_secs(10), Duration::from_millis(200));
+    stop_within(&p, Duration::from_secs(8));
+    assert_eq!(log.errors.len(), 1, "{}", log.error_text());
+    let e = &log.errors[0];
+    assert!(e.text.contains("exhausted-timeout"), "{}", e.text);
+    assert!(e.at >= Duration::from_millis(800), "{:?}", e.at);
+    assert_eq!(
+        e.details.as_ref().map(|d| d.name().to_string()).as_deref(),
+        Some("vigil-failover-exhausted")
+    );
+}
+
+#[test]
+fn audio_output_is_continuous_and_carries_the_input_audio() {
+    let _serial = serial();
+    init();
+    let dir = scratch("failover-audio");
+    let path = dir.join("tone.mkv");
+    let make = pipeline(&format!(
+        "matroskamux name=m streamable=true ! filesink location={} \
+         videotestsrc num-buffers=90 pattern=white ! video/x-raw,width=160,height=120,framerate=30/1 ! jpegenc ! m. \
+         audiotestsrc num-buffers=150 samplesperbuffer=960 volume=0.5 ! audio/x-raw,rate=48000,channels=2 ! opusenc ! m.",
+        path.display()
+    ));
+    let log = run(&make, Duration::from_secs(30), Duration::ZERO);
+    stop_within(&make, Duration::from_secs(5));
+    assert!(log.eos.is_some(), "{}", log.error_text());
+    let p = pipeline(&format!(
+        "vigilfailoversrc name=f uris=\"<{}>\" stall-timeout={STALL_MS} \
+         video-caps=video/x-raw,width=160,height=120,framerate=30/1 \
+         f.video ! fakesink sync=false f.audio ! fakesink name=a sync=false",
+        file_uri(&path)
+    ));
+    let audio = Arc::new(Mutex::new(Vec::<(u64, u64, bool)>::new()));
+    let a2 = audio.clone();
+    p.by_name("a")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let b = info.buffer().unwrap();
+            let m = b.map_readable().unwrap();
+            let loud = m
+                .chunks(2)
+                .any(|s| i16::from_le_bytes([s[0], s[1]]).abs() > 1000);
+            a2.lock().unwrap().push((
+                b.pts().unwrap().nseconds(),
+                b.duration().unwrap().nseconds(),
+                loud,
+            ));
+            gst::PadProbeReturn::Ok
+        });
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    stop_within(&p, Duration::from_secs(8));
+    let audio = audio.lock().unwrap().clone();
+    assert!(audio.len() > 100, "{} audio buffers in 4 s", audio.len());
+    for w in audio.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "audio timestamps contiguous");
+    }
+    let loud = audio.iter().filter(|a| a.2).count();
+    assert!(
+        loud > 50,
+        "the input's tone reached the output ({loud} buffers)"
+    );
+    assert!(
+        audio.iter().any(|a| !a.2),
+        "silence after the 3 s input ended"
+    );
+}
+
+#[test]
+fn python_example_prints_status_changes_and_switches() {
+    let _serial = serial();
+    init();
+    let white = file_uri(&media("white", 2));
+    let red = file_uri(&media("red", 20));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/failover_status.py");
+    let (ok, out, err) = run_tool(
+        Command::new("/usr/bin/python3")
+            .arg(&script)
+            .args([
+                "--seconds",
+                "4",
+                "--stall-timeout",
+                "400",
+                "--failback-delay",
+                "-1",
+            ])
+            .arg(&white)
+            .arg(&red)
+            .env("GST_PLUGIN_PATH", plugin_dir()),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    let pos = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{out}"))
+    };
+    let a = pos("status starting");
+    let b = pos(&format!("switch from='' to='{white}' reason=initial"));
+    let c = pos(&format!("status healthy active={white}"));
+    let d = pos(&format!("switch from='{white}' to='{red}' reason=eos"));
+    let e = pos(&format!("status failover active={red}"));
+    assert!(a < b && b < c && c < d && d < e, "{out}");
+    assert!(
+        out.contains("statistics vigil-failover-statistics"),
+        "{out}"
+    );
 }
