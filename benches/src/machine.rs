@@ -10,13 +10,37 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn cpu_model() -> String {
+fn cpuinfo(key: &str) -> Option<String> {
     read("/proc/cpuinfo")
         .lines()
-        .find(|l| l.starts_with("model name"))
+        .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
         .and_then(|l| l.split_once(':'))
         .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Model name, with family, model, clock and the vector extensions the codecs pick from.
+fn cpu_model() -> String {
+    let name = cpuinfo("model name").unwrap_or_else(|| "unknown".into());
+    let flags = cpuinfo("flags").unwrap_or_default();
+    let simd: Vec<&str> = ["avx2", "avx512f", "avx512bw", "avx512vl"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    let hypervisor = if flags.split_whitespace().any(|x| x == "hypervisor") {
+        ", virtual machine"
+    } else {
+        ""
+    };
+    format!(
+        "{name} (family {}, model {}, {} MHz{hypervisor}; {})",
+        cpuinfo("cpu family").unwrap_or_default(),
+        cpuinfo("model").unwrap_or_default(),
+        cpuinfo("cpu MHz")
+            .and_then(|m| m.parse::<f64>().ok())
+            .map(|m| format!("{m:.0}"))
+            .unwrap_or_default(),
+        simd.join(", ")
+    )
 }
 
 fn memory() -> String {

@@ -28,7 +28,7 @@ use report::{Item, Report, Section};
 
 const USAGE: &str = "usage: bench (--quick | --full) [--out DIR] [--work DIR] [--rounds N] \
 [--plugin-dir DIR] [--no-build] [--build-peers | --no-peers] [--only encoder,decoder,watchdog,sink,failover] \
-[--font FILE]";
+[--font FILE] | --render DIR/benchmarks.json";
 
 /// The plugins the harness loads from the release build.
 const PLUGIN_PACKAGES: [&str; 3] = [
@@ -51,6 +51,7 @@ struct Args {
     peers: Option<bool>,
     only: Vec<String>,
     font: PathBuf,
+    render: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -64,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
         peers: None,
         only: SUITES.iter().map(|s| s.to_string()).collect(),
         font: PathBuf::from(chart::DEFAULT_FONT),
+        render: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -91,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--font" => args.font = value()?.into(),
+            "--render" => args.render = Some(value()?.into()),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -177,6 +180,9 @@ fn method(mode: Mode, rounds: usize) -> Vec<String> {
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
+    if let Some(data) = &args.render {
+        return render(data, &args.font);
+    }
     let root = workspace_root();
     let target = target_dir(&root);
     let work = args
@@ -315,13 +321,21 @@ fn run() -> Result<(), String> {
     }
     report.machine = machine;
     report.skipped = ctx.skipped;
-    let analysis = root.join("benches").join("analysis.md");
-    if args.mode == Mode::Full {
-        report.analysis = std::fs::read_to_string(&analysis).ok();
+    let data = out.join("benchmarks.json");
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&data, json).map_err(|e| format!("{}: {e}", data.display()))?;
+    write_report(&root, &out, report, &args.font)
+}
+
+/// Draws the chart and writes `benchmarks.md` into `out`; a full run also shows the
+/// hand-written analysis (`benches/analysis.md`).
+fn write_report(root: &Path, out: &Path, mut report: Report, font: &Path) -> Result<(), String> {
+    if report.mode == Mode::Full.name() {
+        report.analysis = std::fs::read_to_string(root.join("benches").join("analysis.md")).ok();
     }
     let png = out.join("benchmarks.png");
     report.chart = Some("benchmarks.png".into());
-    if let Err(e) = chart::draw(&png, &report, &args.font) {
+    if let Err(e) = chart::draw(&png, &report, font) {
         eprintln!("vigil benches: no chart: {e}");
         report.chart = None;
         report.skipped.push(format!("Chart: {e}"));
@@ -331,6 +345,16 @@ fn run() -> Result<(), String> {
     eprintln!("vigil benches: wrote {}", md.display());
     print_summary(&report);
     Ok(())
+}
+
+/// Writes the report again from the data a run saved (`benchmarks.json`), next to it: for the
+/// analysis, the chart or the layout, without measuring again.
+fn render(data: &Path, font: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let report: Report =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", data.display()))?;
+    let out = data.parent().unwrap_or(Path::new("."));
+    write_report(&workspace_root(), out, report, font)
 }
 
 fn print_summary(report: &Report) {

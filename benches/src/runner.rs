@@ -6,15 +6,17 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 /// One run of one case.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Run {
     /// Wall-clock seconds of the timed part.
     pub secs: f64,
     /// Bytes of output, where the case writes some.
     pub bytes: Option<u64>,
     /// Other named measurements (percentiles of a distribution, counters).
-    pub values: BTreeMap<&'static str, f64>,
+    pub values: BTreeMap<String, f64>,
 }
 
 impl Run {
@@ -48,7 +50,7 @@ impl<'a> Case<'a> {
 }
 
 /// What one case gave over all rounds: `runs[i]` is round `i` (`None` once it failed).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseResult {
     pub name: String,
     pub runs: Vec<Option<Run>>,

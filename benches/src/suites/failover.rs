@@ -237,7 +237,7 @@ fn run_once(ctx: &Ctx, who: Contender, scenario: Scenario) -> Result<Run, String
     let _ = p.set_state(gst::State::Null);
     let ms = result?;
     let mut run = Run::timed(ms / 1000.0);
-    run.values.insert("ms", ms);
+    run.values.insert("ms".into(), ms);
     Ok(run)
 }
 
@@ -290,8 +290,8 @@ pub fn run(ctx: &mut Ctx) -> Result<Option<Section>, String> {
         let results = interleave(scenario.title(), cases, ctx.rounds);
         items.push(Item::Distribution(Distribution {
             title: format!("Failure to first backup frame: {}", scenario.title()),
-            columns: vec![("ms", "ms")],
-            ratio_key: "ms",
+            columns: vec![("ms".into(), "ms".into())],
+            ratio_key: "ms".into(),
             reference: 0,
             results,
             notes: vec![],

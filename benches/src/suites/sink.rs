@@ -57,19 +57,19 @@ fn slow_consumer_run(ctx: &Ctx, sink: &str, buffers: u64) -> Result<Run, String>
     let mut run = Run::timed(secs);
     for (key, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
         if let Some(v) = percentile(&gaps, q) {
-            run.values.insert(key, v);
+            run.values.insert(key.into(), v);
         }
     }
     run.values
-        .insert("consumed", *consumed.lock().unwrap() as f64);
+        .insert("consumed".into(), *consumed.lock().unwrap() as f64);
     if let Some(st) = stats.lock().unwrap().as_ref() {
         for key in ["render-mean-us", "render-max-us", "dropped"] {
             if let Ok(v) = st.get::<u64>(key) {
-                run.values.insert(key, v as f64);
+                run.values.insert(key.into(), v as f64);
             }
         }
     } else {
-        run.values.insert("dropped", 0.0);
+        run.values.insert("dropped".into(), 0.0);
     }
     Ok(run)
 }
@@ -125,16 +125,16 @@ pub fn run(ctx: &mut Ctx) -> Result<Section, String> {
     let render = Distribution {
         title,
         columns: vec![
-            ("p50", "p50 us"),
-            ("p90", "p90 us"),
-            ("p99", "p99 us"),
-            ("max", "max us"),
-            ("render-mean-us", "stats render-mean-us"),
-            ("render-max-us", "stats render-max-us"),
-            ("consumed", "samples consumed"),
-            ("dropped", "dropped"),
+            ("p50".into(), "p50 us".into()),
+            ("p90".into(), "p90 us".into()),
+            ("p99".into(), "p99 us".into()),
+            ("max".into(), "max us".into()),
+            ("render-mean-us".into(), "stats render-mean-us".into()),
+            ("render-max-us".into(), "stats render-max-us".into()),
+            ("consumed".into(), "samples consumed".into()),
+            ("dropped".into(), "dropped".into()),
         ],
-        ratio_key: "p50",
+        ratio_key: "p50".into(),
         reference: 0,
         results,
         notes: vec![
