@@ -37,6 +37,8 @@ pub struct Ctx {
     pub fallbacksrc: Option<String>,
     /// Why something was not measured.
     pub skipped: Vec<String>,
+    /// SVT-AV1 presets to run instead of the mode's own (`--presets`).
+    pub presets: Option<Vec<u32>>,
 }
 
 impl Ctx {

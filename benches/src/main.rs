@@ -28,7 +28,7 @@ use report::{Item, Report, Section};
 
 const USAGE: &str = "usage: bench (--quick | --full) [--out DIR] [--work DIR] [--rounds N] \
 [--plugin-dir DIR] [--no-build] [--build-peers | --no-peers] [--only encoder,decoder,watchdog,sink,failover] \
-[--font FILE] | --render DIR/benchmarks.json";
+[--presets 8,10,12] [--font FILE] | --render DIR/benchmarks.json";
 
 /// The plugins the harness loads from the release build.
 const PLUGIN_PACKAGES: [&str; 3] = [
@@ -52,6 +52,7 @@ struct Args {
     only: Vec<String>,
     font: PathBuf,
     render: Option<PathBuf>,
+    presets: Option<Vec<u32>>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
         only: SUITES.iter().map(|s| s.to_string()).collect(),
         font: PathBuf::from(chart::DEFAULT_FONT),
         render: None,
+        presets: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -94,6 +96,14 @@ fn parse_args() -> Result<Args, String> {
             }
             "--font" => args.font = value()?.into(),
             "--render" => args.render = Some(value()?.into()),
+            "--presets" => {
+                let list = value()?
+                    .split(',')
+                    .map(|p| p.trim().parse::<u32>().ok().filter(|p| *p <= 13))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("--presets needs SVT-AV1 presets (0-13) separated by commas")?;
+                args.presets = Some(list);
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -175,6 +185,10 @@ fn method(mode: Mode, rounds: usize) -> Vec<String> {
          run as child processes, timed from start to exit (so they carry their process start, \
          a few milliseconds)."
             .into(),
+        "The machine may be shared: other work (builds, tests) can run during a run. The load \
+         averages at its start and end are in the machine table. Interleaving keeps the ratios \
+         fair under such load; the absolute numbers are only indicative."
+            .into(),
     ]
 }
 
@@ -224,6 +238,7 @@ fn run() -> Result<(), String> {
         dav1ddec: None,
         fallbacksrc: None,
         skipped: Vec::new(),
+        presets: args.presets.clone(),
     };
     let build_peers = args.peers.unwrap_or(args.mode == Mode::Full);
     let peers_root = target.join("bench-peers");

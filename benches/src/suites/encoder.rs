@@ -172,13 +172,18 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
          for the three SVT-AV1 cases: `--preset P --crf {CRF} --keyint {KEYINT}`, everything else \
          at its default (all logical processors); ffmpeg also gets \
          `-svtav1-params hierarchical-levels=5`, SVT-AV1's own default that ffmpeg 5.1 \
-         overrides, so the three give the same bitstream (the sizes show it). `vigilsvtav1enc` runs as `filesrc ! y4mdec ! \
+         overrides, so the three give the same bitstream (the sizes show it; \
+         `vigilsvtav1enc` writes a few bytes more: the colour description it takes from the \
+         caps into the sequence header). `vigilsvtav1enc` runs as `filesrc ! y4mdec ! \
          vigilsvtav1enc ! filesink` in the harness process, timed from PLAYING to EOS; the tools \
          are timed from process start to exit. Output bytes are bitstream bytes (IVF headers \
          taken off)."
     ))];
     let mut targets = Vec::new();
-    for (w, h, frames, presets) in configs {
+    for (w, h, frames, mut presets) in configs {
+        if let Some(p) = &ctx.presets {
+            presets.clone_from(p);
+        }
         let y4m = inputs::y4m(&ctx.work, w, h, frames)?;
         for preset in presets {
             let aom_here = with_aom && preset == 12;
