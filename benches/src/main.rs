@@ -171,9 +171,9 @@ fn load_plugins(dir: &Path, elements: &[&str]) -> Result<Vec<(String, String)>, 
 fn method(mode: Mode, rounds: usize) -> Vec<String> {
     vec![
         format!(
-            "{} mode: every comparison runs {rounds} rounds; in each round every case runs once, \
-             in an order that rotates from round to round. Tables give the median over rounds \
-             with the minimum and maximum.",
+            "{} mode: a comparison runs {rounds} rounds unless its table gives another number; \
+             in each round every case runs once, in an order that rotates from round to round. \
+             Tables give the median over rounds with the minimum and maximum.",
             mode.name()
         ),
         "Ratios are taken round by round (the case's speed over the reference's speed in the \

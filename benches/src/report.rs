@@ -303,10 +303,16 @@ fn fmt_summary(s: Option<Summary>, digits: usize) -> String {
     }
 }
 
+fn write_rounds(md: &mut String, results: &[CaseResult]) {
+    let rounds = results.iter().map(|r| r.runs.len()).max().unwrap_or(0);
+    let _ = writeln!(md, "{rounds} interleaved rounds.\n");
+}
+
 fn write_comparison(md: &mut String, c: &Comparison) {
     let unit = c.metric.unit();
     let reference = &c.results[c.reference].name;
     let _ = writeln!(md, "### {}\n", c.title);
+    write_rounds(md, &c.results);
     let _ = write!(md, "| case | {unit} median | min | max |");
     if c.sizes {
         md.push_str(" output bytes (median) |");
@@ -346,6 +352,7 @@ fn write_comparison(md: &mut String, c: &Comparison) {
 fn write_distribution(md: &mut String, d: &Distribution) {
     let reference = &d.results[d.reference].name;
     let _ = writeln!(md, "### {}\n", d.title);
+    write_rounds(md, &d.results);
     md.push_str("| case |");
     for (_, h) in &d.columns {
         let _ = write!(md, " {h} median (min-max) |");

@@ -113,7 +113,11 @@ fn comparison(
     }
     let title = format!("Decoder, {w}x{h} ({frames} frames, SVT-AV1 preset 10, CRF 30)");
     // The decoder targets are the tightest (1.0x): two more rounds than the other comparisons.
-    let rounds = if ctx.quick() { ctx.rounds } else { ctx.rounds + 2 };
+    let rounds = if ctx.quick() {
+        ctx.rounds
+    } else {
+        ctx.rounds + 2
+    };
     let results = interleave(&title, cases, rounds);
     let reference = results.iter().position(|r| r.name == CLI).unwrap_or(0);
     let mut notes = vec![note.to_string()];
