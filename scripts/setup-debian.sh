@@ -10,7 +10,7 @@ packages=(
   build-essential pkg-config clang libclang-dev meson ninja-build curl ca-certificates
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  libdav1d-dev libsvtav1enc-dev
+  libdav1d-dev libsvtav1enc-dev libgstrtspserver-1.0-dev
   svt-av1 dav1d ffmpeg fonts-dejavu-core
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
 )

@@ -1000,3 +1000,118 @@ fn python_example_prints_status_changes_and_switches() {
         "{out}"
     );
 }
+
+/// A real RTSP server on loopback (gst-rtsp-server) serving a live white pattern at `/live`,
+/// which the test can take down (clients kicked, mount removed) and bring back.
+struct RtspServer {
+    server: gst_rtsp_server::RTSPServer,
+    factory: gst_rtsp_server::RTSPMediaFactory,
+    main_loop: gst::glib::MainLoop,
+    uri: String,
+}
+
+impl RtspServer {
+    fn start() -> Self {
+        use gst_rtsp_server::prelude::*;
+        init();
+        let server = gst_rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service("0");
+        let factory = gst_rtsp_server::RTSPMediaFactory::new();
+        factory.set_launch(
+            "( videotestsrc is-live=true pattern=white ! video/x-raw,width=160,height=120,framerate=30/1 \
+               ! vp8enc deadline=1 ! rtpvp8pay name=pay0 pt=96 )",
+        );
+        factory.set_shared(true);
+        server
+            .mount_points()
+            .unwrap()
+            .add_factory("/live", factory.clone());
+        let ctx = gst::glib::MainContext::new();
+        server.attach(Some(&ctx)).expect("the RTSP server binds");
+        let main_loop = gst::glib::MainLoop::new(Some(&ctx), false);
+        let ml = main_loop.clone();
+        std::thread::spawn(move || {
+            ctx.with_thread_default(|| ml.run()).unwrap();
+        });
+        let uri = format!("rtsp://127.0.0.1:{}/live", server.bound_port());
+        Self {
+            server,
+            factory,
+            main_loop,
+            uri,
+        }
+    }
+
+    /// The server goes away: no new session, and every client is disconnected.
+    fn stop(&self) {
+        use gst_rtsp_server::prelude::*;
+        self.server.mount_points().unwrap().remove_factory("/live");
+        self.server
+            .client_filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Remove));
+    }
+
+    /// The server is back.
+    fn restart(&self) {
+        use gst_rtsp_server::prelude::*;
+        self.server
+            .mount_points()
+            .unwrap()
+            .add_factory("/live", self.factory.clone());
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.stop();
+        self.main_loop.quit();
+    }
+}
+
+#[test]
+fn rtsp_primary_stops_and_restarts_failover_then_failback() {
+    let _serial = serial();
+    let rtsp = RtspServer::start();
+    let red = file_uri(&media("red", 40));
+    // The first frame comes after rtspsrc's 2 s of jitter buffer latency: the stall timeout
+    // must allow for it.
+    let mut rig = Rig::new(&[&rtsp.uri, &red], "stall-timeout=3000 failback-delay=1000");
+    assert!(
+        rig.wait(Duration::from_secs(12), |r| r.status() == "healthy"
+            && r.f.property::<Option<String>>("active-input").as_deref()
+                == Some(rtsp.uri.as_str())),
+        "the RTSP primary never went on air: {:?}",
+        rig.statistics()
+    );
+    let stopped = Instant::now();
+    rtsp.stop();
+    assert!(
+        rig.wait(Duration::from_secs(8), |r| r.switched_to(&red).is_some()),
+        "no failover when the RTSP server stopped: {:?}",
+        rig.statistics()
+    );
+    // rtspsrc's jitter buffer (2 s by default) still delivers what it holds after the server
+    // stops; the stall is counted from the last frame delivered.
+    let detection = stopped.elapsed();
+    assert!(
+        detection < Duration::from_millis(2000 + 3000 + 1500),
+        "failover {detection:?} after the server stopped"
+    );
+    assert_eq!(rig.status(), "failover");
+    rtsp.restart();
+    assert!(
+        rig.wait(Duration::from_secs(20), |r| r.switches.iter().any(
+            |(_, s)| s.get::<&str>("to").unwrap() == rtsp.uri && reason(s) == "failback"
+        )),
+        "no failback when the RTSP server came back: {:?}",
+        rig.statistics()
+    );
+    assert!(rig.wait(Duration::from_secs(3), |r| r.status() == "healthy"));
+    let frames = rig.finish();
+    let r = runs(&frames);
+    assert!(
+        r.windows(3)
+            .any(|w| w == [Colour::White, Colour::Red, Colour::White]),
+        "white (RTSP), red (backup), white again: {r:?}"
+    );
+}
