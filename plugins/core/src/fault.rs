@@ -81,7 +81,12 @@ impl FaultPlan {
             FaultKind::Wedge => loop {
                 std::thread::park();
             },
-            FaultKind::Panic => panic!("vigil fault injection: panic while {phase}"),
+            // resume_unwind skips the panic hook: an injected panic unwinds at once, without
+            // printing (and symbolising) a backtrace that can take seconds on a loaded machine
+            // and would make the test measure the hook, not the worker.
+            FaultKind::Panic => std::panic::resume_unwind(Box::new(format!(
+                "vigil fault injection: panic while {phase}"
+            ))),
             FaultKind::Slow(d) => std::thread::sleep(d),
         }
     }
