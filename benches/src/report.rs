@@ -332,10 +332,10 @@ fn write_comparison(md: &mut String, c: &Comparison) {
                 .unwrap_or_else(|| "-".into());
             let _ = write!(md, " {size} |");
         }
-        let ratio = if i == c.reference {
-            "1 (reference)".to_string()
-        } else if let Some(e) = &r.error {
+        let ratio = if let Some(e) = &r.error {
             format!("failed: {}", e.replace('|', "/"))
+        } else if i == c.reference {
+            "1 (reference)".to_string()
         } else {
             c.ratio(i, c.reference)
                 .map(|s| format!("{:.3}x ({:.3}-{:.3})", s.median, s.min, s.max))
@@ -378,10 +378,10 @@ fn write_distribution(md: &mut String, d: &Distribution) {
                 .unwrap_or_else(|| "-".into());
             let _ = write!(md, " {cell} |");
         }
-        let ratio = if i == d.reference {
-            "1 (reference)".to_string()
-        } else if let Some(e) = &r.error {
+        let ratio = if let Some(e) = &r.error {
             format!("failed: {}", e.replace('|', "/"))
+        } else if i == d.reference {
+            "1 (reference)".to_string()
         } else {
             d.ratio(i, d.reference, &d.ratio_key)
                 .map(|s| format!("{:.4}x ({:.4}-{:.4})", s.median, s.min, s.max))
