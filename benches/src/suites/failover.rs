@@ -193,7 +193,7 @@ fn run_once(ctx: &Ctx, who: Contender, scenario: Scenario) -> Result<Run, String
             ) {
                 return Err(match msg.view() {
                     gst::MessageView::Error(e) => format!("ERROR on the bus: {}", e.error()),
-                    _ => "EOS at the output".to_string(),
+                    _ => "the output ended (EOS) instead of switching".to_string(),
                 });
             }
             let now = Instant::now();
