@@ -1152,3 +1152,50 @@ fn live_upstream_gets_one_frame_of_decoder_delay() {
         "one frame of decoder delay when live"
     );
 }
+
+#[test]
+fn planes_in_the_default_layout_are_wrapped_without_a_copy_or_a_meta() {
+    init();
+    let dir = scratch("dav1d-default-layout");
+    // At 1920 wide libdav1d's strides are GStreamer's default ones.
+    let ivf = gst_encode_ivf(
+        &dir,
+        "wide",
+        "video/x-raw,format=I420,width=1920,height=1080",
+        "vigilsvtav1enc preset=13",
+        4,
+    );
+    let p = pipeline(&format!(
+        "filesrc location={} ! ivfparse ! av1parse ! vigildav1ddec name=dec ! fakesink",
+        ivf.display()
+    ));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    p.by_name("dec")
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(b) = info.buffer() {
+                s2.lock()
+                    .unwrap()
+                    .push((b.meta::<gst_video::VideoMeta>().is_some(), b.n_memory()));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let log = run(&p, Duration::from_secs(60), Duration::from_millis(100));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{}",
+        log.error_text()
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter().all(|&(meta, mems)| !meta && mems == 3),
+        "libdav1d's planes wrapped as they are: {seen:?}"
+    );
+    // And the pixels read through the default layout are dav1d's.
+    assert_matches_dav1d(&dir, &ivf, "1920x1080 wrapped in the default layout");
+}

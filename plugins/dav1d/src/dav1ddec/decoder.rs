@@ -222,7 +222,11 @@ impl Dav1dDecoder {
 
     fn emit_picture(&mut self, picture: &dav1d::Picture, out: &mut Emitter<'_, DecOutput>) -> bool {
         let frame = if self.zero_copy.load(Ordering::Relaxed) {
-            wrap_picture(picture)
+            wrap_picture(picture, true)
+        } else if has_default_layout(picture) {
+            // libdav1d's planes already sit where GStreamer's default layout puts them (at
+            // 1920 wide, say): wrap them without a meta, no copy needed.
+            wrap_picture(picture, false)
         } else {
             self.copy_picture(picture)
         };
@@ -303,9 +307,34 @@ impl Dav1dDecoder {
     }
 }
 
+/// Whether the planes of `picture`, one after the other, are exactly GStreamer's default
+/// layout for its format and size (same strides, same plane sizes).
+fn has_default_layout(picture: &dav1d::Picture) -> bool {
+    let layout = picture.pixel_layout();
+    let Some(format) = video_format(layout, picture.bit_depth()) else {
+        return false;
+    };
+    let Ok(info) = gst_video::VideoInfo::builder(format, picture.width(), picture.height()).build()
+    else {
+        return false;
+    };
+    let planes = if layout == PixelLayout::I400 { 1 } else { 3 };
+    let mut offset = 0;
+    for p in 0..planes {
+        let component = PlanarImageComponent::from(p);
+        let len = picture.plane(component).len();
+        if info.stride()[p] as u32 != picture.stride(component) || info.offset()[p] != offset {
+            return false;
+        }
+        offset += len;
+    }
+    offset == info.size()
+}
+
 /// Wraps the planes of `picture` in a buffer, without a copy: one memory per plane, each
-/// keeping the picture alive, and a `GstVideoMeta` with libdav1d's strides.
-fn wrap_picture(picture: &dav1d::Picture) -> Result<DecodedFrame, String> {
+/// keeping the picture alive, with a `GstVideoMeta` giving libdav1d's strides (`with_meta`),
+/// or without one when the planes have the default layout.
+fn wrap_picture(picture: &dav1d::Picture, with_meta: bool) -> Result<DecodedFrame, String> {
     let layout = picture.pixel_layout();
     let bpc = picture.bit_depth();
     let format = video_format(layout, bpc)
@@ -326,16 +355,18 @@ fn wrap_picture(picture: &dav1d::Picture) -> Result<DecodedFrame, String> {
             offset += plane.len();
             b.append_memory(gst::Memory::from_slice(plane));
         }
-        gst_video::VideoMeta::add_full(
-            b,
-            gst_video::VideoFrameFlags::empty(),
-            format,
-            width,
-            height,
-            &offsets[..planes],
-            &strides[..planes],
-        )
-        .map_err(|e| format!("no video meta for {width}x{height} {format:?}: {e}"))?;
+        if with_meta {
+            gst_video::VideoMeta::add_full(
+                b,
+                gst_video::VideoFrameFlags::empty(),
+                format,
+                width,
+                height,
+                &offsets[..planes],
+                &strides[..planes],
+            )
+            .map_err(|e| format!("no video meta for {width}x{height} {format:?}: {e}"))?;
+        }
     }
     Ok(DecodedFrame {
         buffer,
