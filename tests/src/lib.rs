@@ -440,3 +440,70 @@ pub fn collect_buffers(p: &gst::Pipeline) -> std::sync::Arc<std::sync::Mutex<Vec
     );
     out
 }
+
+/// A pipeline run with a fault injected: its bus log and how long stopping it took.
+pub struct FaultRun {
+    /// What the run put on the bus.
+    pub log: RunLog,
+    /// How long the change to NULL took.
+    pub stop: Duration,
+}
+
+/// Runs `desc` (with a fault injected into one vigil element) to EOS or ERROR, then stops it
+/// within 2 s.
+pub fn run_fault_pipeline(desc: &str) -> FaultRun {
+    let p = pipeline(desc);
+    let log = run(&p, Duration::from_secs(30), Duration::from_millis(1000));
+    let stop = stop_within(&p, Duration::from_secs(2));
+    FaultRun { log, stop }
+}
+
+/// `fault-injection=PLAN`, or nothing for an empty plan.
+pub fn fault_property(plan: &str) -> String {
+    if plan.is_empty() {
+        String::new()
+    } else {
+        format!("fault-injection={plan}")
+    }
+}
+
+/// The watchdog contract for one injected fault: exactly one ERROR carries the
+/// `vigil-watchdog` details (with `reason` and `phase`), it comes first, from an element whose
+/// path contains `source`, says the output is truncated, arrives within `limit`, and the
+/// pipeline then stops within 2 s. The source may follow with its generic "streaming stopped"
+/// ERROR, as after any flow error.
+pub fn assert_one_watchdog_error(
+    r: &FaultRun,
+    source: &str,
+    reason: &str,
+    phase: &str,
+    limit: Duration,
+) {
+    assert!(!r.log.timed_out, "the run hung: {:?}", r.log);
+    assert_eq!(
+        r.log.watchdog_errors().len(),
+        1,
+        "one watchdog ERROR: {}",
+        r.log.error_text()
+    );
+    assert!(
+        r.log.errors[0].source.contains(source),
+        "{}",
+        r.log.error_text()
+    );
+    let d = r.log.watchdog_errors()[0];
+    assert_eq!(d.get::<&str>("reason").unwrap(), reason);
+    assert_eq!(d.get::<&str>("phase").unwrap(), phase);
+    assert!(d.get::<u64>("frames-in").is_ok() && d.get::<u64>("idle-ms").is_ok());
+    assert!(
+        r.log.errors[0].text.contains("truncated"),
+        "{}",
+        r.log.errors[0].text
+    );
+    assert!(
+        r.log.errors[0].at < limit,
+        "ERROR after {:?}, limit {limit:?}",
+        r.log.errors[0].at
+    );
+    assert!(r.stop < Duration::from_secs(2));
+}

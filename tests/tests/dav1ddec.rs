@@ -642,11 +642,6 @@ fn two_hundred_mutated_streams_never_crash_or_hang() {
     );
 }
 
-struct FaultRun {
-    log: RunLog,
-    stop: Duration,
-}
-
 fn fault_stream() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
@@ -665,49 +660,13 @@ fn fault_stream() -> PathBuf {
 
 fn run_fault(fault: &str, timeout_ms: u32) -> FaultRun {
     let ivf = fault_stream();
-    let fault = if fault.is_empty() {
-        String::new()
-    } else {
-        format!("fault-injection={fault}")
-    };
-    let p = pipeline(&format!(
+    let fault = fault_property(fault);
+    let desc = format!(
         "filesrc location={} ! ivfparse ! av1parse ! vigildav1ddec name=dec \
          watchdog-timeout={timeout_ms} {fault} ! fakesink",
         ivf.display()
-    ));
-    let log = run(&p, Duration::from_secs(30), Duration::from_millis(1000));
-    let stop = stop_within(&p, Duration::from_secs(2));
-    FaultRun { log, stop }
-}
-
-fn assert_one_watchdog_error(r: &FaultRun, reason: &str, phase: &str, limit: Duration) {
-    assert!(!r.log.timed_out, "the run hung: {:?}", r.log);
-    assert_eq!(
-        r.log.watchdog_errors().len(),
-        1,
-        "one watchdog ERROR: {}",
-        r.log.error_text()
     );
-    assert!(
-        r.log.errors[0].source.contains("dec"),
-        "{}",
-        r.log.error_text()
-    );
-    let d = r.log.watchdog_errors()[0];
-    assert_eq!(d.get::<&str>("reason").unwrap(), reason);
-    assert_eq!(d.get::<&str>("phase").unwrap(), phase);
-    assert!(d.get::<u64>("frames-in").is_ok() && d.get::<u64>("idle-ms").is_ok());
-    assert!(
-        r.log.errors[0].text.contains("truncated"),
-        "{}",
-        r.log.errors[0].text
-    );
-    assert!(
-        r.log.errors[0].at < limit,
-        "ERROR after {:?}, limit {limit:?}",
-        r.log.errors[0].at
-    );
-    assert!(r.stop < Duration::from_secs(2));
+    run_fault_pipeline(&desc)
 }
 
 #[test]
@@ -716,6 +675,7 @@ fn wedge_while_streaming_posts_one_error_and_stops() {
     let r = run_fault("wedge:streaming:10", 1000);
     assert_one_watchdog_error(
         &r,
+        "dec",
         "abandoned",
         "streaming",
         Duration::from_millis(1000 + 1500),
@@ -731,7 +691,13 @@ fn wedge_while_streaming_posts_one_error_and_stops() {
 fn wedge_at_drain_posts_one_error_before_eos() {
     init();
     let r = run_fault("wedge:drain", 1000);
-    assert_one_watchdog_error(&r, "abandoned", "drain", Duration::from_millis(1000 + 1500));
+    assert_one_watchdog_error(
+        &r,
+        "dec",
+        "abandoned",
+        "drain",
+        Duration::from_millis(1000 + 1500),
+    );
 }
 
 #[test]
@@ -740,6 +706,7 @@ fn panic_while_streaming_posts_one_error_and_stops() {
     let r = run_fault("panic:streaming:5", 3000);
     assert_one_watchdog_error(
         &r,
+        "dec",
         "panicked",
         "streaming",
         Duration::from_millis(3000 + 1500),
@@ -750,7 +717,13 @@ fn panic_while_streaming_posts_one_error_and_stops() {
 fn panic_at_drain_posts_one_error() {
     init();
     let r = run_fault("panic:drain", 3000);
-    assert_one_watchdog_error(&r, "panicked", "drain", Duration::from_millis(3000 + 1500));
+    assert_one_watchdog_error(
+        &r,
+        "dec",
+        "panicked",
+        "drain",
+        Duration::from_millis(3000 + 1500),
+    );
 }
 
 #[test]
@@ -943,7 +916,7 @@ fn wedge_at_flush_posts_one_error_and_stops() {
     let log = run(&p, Duration::from_secs(10), Duration::from_millis(500));
     let stop = stop_within(&p, Duration::from_secs(2));
     let r = FaultRun { log, stop };
-    assert_one_watchdog_error(&r, "abandoned", "flush", Duration::from_secs(10));
+    assert_one_watchdog_error(&r, "dec", "abandoned", "flush", Duration::from_secs(10));
 }
 
 #[test]

@@ -488,56 +488,13 @@ fn latency_query_reports_the_encoder_delay() {
     }
 }
 
-struct FaultRun {
-    log: RunLog,
-    stop: Duration,
-}
-
 fn run_fault(fault: &str, timeout_ms: u32, frames: u32) -> FaultRun {
-    let fault = if fault.is_empty() {
-        String::new()
-    } else {
-        format!("fault-injection={fault}")
-    };
-    let p = pipeline(&format!(
+    let fault = fault_property(fault);
+    let desc = format!(
         "videotestsrc num-buffers={frames} ! video/x-raw,width=160,height=128,framerate={FPS}/1 \
          ! vigilsvtav1enc preset=13 watchdog-timeout={timeout_ms} {fault} ! fakesink"
-    ));
-    let log = run(&p, Duration::from_secs(30), Duration::from_millis(1000));
-    let stop = stop_within(&p, Duration::from_secs(2));
-    FaultRun { log, stop }
-}
-
-fn assert_one_watchdog_error(r: &FaultRun, reason: &str, phase: &str, limit: Duration) {
-    assert!(!r.log.timed_out, "the run hung: {:?}", r.log);
-    // Exactly one ERROR carries the watchdog details, and it comes first; the source may
-    // follow with its generic "streaming stopped" ERROR, as after any flow error.
-    assert_eq!(
-        r.log.watchdog_errors().len(),
-        1,
-        "one watchdog ERROR: {}",
-        r.log.error_text()
     );
-    assert!(
-        r.log.errors[0].source.contains("vigilsvtav1enc"),
-        "{}",
-        r.log.error_text()
-    );
-    let d = &r.log.watchdog_errors()[0];
-    assert_eq!(d.get::<&str>("reason").unwrap(), reason);
-    assert_eq!(d.get::<&str>("phase").unwrap(), phase);
-    assert!(d.get::<u64>("frames-in").is_ok() && d.get::<u64>("idle-ms").is_ok());
-    assert!(
-        r.log.errors[0].text.contains("truncated"),
-        "{}",
-        r.log.errors[0].text
-    );
-    assert!(
-        r.log.errors[0].at < limit,
-        "ERROR after {:?}, limit {limit:?}",
-        r.log.errors[0].at
-    );
-    assert!(r.stop < Duration::from_secs(2));
+    run_fault_pipeline(&desc)
 }
 
 #[test]
@@ -547,6 +504,7 @@ fn wedge_while_streaming_posts_one_error_and_stops() {
     // start-up, 10 frames, then the timeout, plus a margin
     assert_one_watchdog_error(
         &r,
+        "vigilsvtav1enc",
         "abandoned",
         "streaming",
         Duration::from_millis(1000 + 1500),
@@ -558,7 +516,13 @@ fn wedge_while_streaming_posts_one_error_and_stops() {
 fn wedge_at_drain_posts_one_error_before_eos() {
     init();
     let r = run_fault("wedge:drain", 1000, 30);
-    assert_one_watchdog_error(&r, "abandoned", "drain", Duration::from_millis(1000 + 1500));
+    assert_one_watchdog_error(
+        &r,
+        "vigilsvtav1enc",
+        "abandoned",
+        "drain",
+        Duration::from_millis(1000 + 1500),
+    );
 }
 
 #[test]
@@ -568,6 +532,7 @@ fn panic_while_streaming_posts_one_error_and_stops() {
     let r = run_fault("panic:streaming:5", 3000, 200);
     assert_one_watchdog_error(
         &r,
+        "vigilsvtav1enc",
         "panicked",
         "streaming",
         Duration::from_millis(3000 + 1500),
@@ -578,7 +543,13 @@ fn panic_while_streaming_posts_one_error_and_stops() {
 fn panic_at_drain_posts_one_error() {
     init();
     let r = run_fault("panic:drain", 3000, 30);
-    assert_one_watchdog_error(&r, "panicked", "drain", Duration::from_millis(3000 + 1500));
+    assert_one_watchdog_error(
+        &r,
+        "vigilsvtav1enc",
+        "panicked",
+        "drain",
+        Duration::from_millis(3000 + 1500),
+    );
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub use outcome::{
 };
 pub use worker::{
     Codec, CodecError, CodecErrorKind, Emitter, WorkerConfig, WorkerContext, WorkerError,
-    WorkerHandle,
+    WorkerHandle, interrupt_on_stop,
 };
 
 #[cfg(test)]

@@ -168,6 +168,18 @@ pub trait Codec: Send + 'static {
     }
 }
 
+/// Keeps an element's interrupt flag (see [`WorkerConfig::interrupt`]) in step with its state:
+/// set when it leaves PAUSED, so a wait on the worker returns at once and the state change
+/// cannot hang; cleared when it enters PAUSED again. Call it from `change_state` before
+/// chaining up.
+pub fn interrupt_on_stop(flag: &AtomicBool, transition: gst::StateChange) {
+    match transition {
+        gst::StateChange::PausedToReady => flag.store(true, Ordering::SeqCst),
+        gst::StateChange::ReadyToPaused => flag.store(false, Ordering::SeqCst),
+        _ => {}
+    }
+}
+
 /// Settings of one worker.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {

@@ -791,11 +791,7 @@ impl ElementImpl for VigilSvtAv1Enc {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        match transition {
-            gst::StateChange::PausedToReady => self.interrupt.store(true, Ordering::SeqCst),
-            gst::StateChange::ReadyToPaused => self.interrupt.store(false, Ordering::SeqCst),
-            _ => {}
-        }
+        vigil_core::interrupt_on_stop(&self.interrupt, transition);
         self.parent_change_state(transition)
     }
 }
