@@ -507,3 +507,46 @@ pub fn assert_one_watchdog_error(
     );
     assert!(r.stop < Duration::from_secs(2));
 }
+
+/// The appsrc named `name` in `p`.
+pub fn appsrc(p: &gst::Pipeline, name: &str) -> gst_app::AppSrc {
+    p.by_name(name)
+        .unwrap_or_else(|| panic!("no element named {name}"))
+        .downcast::<gst_app::AppSrc>()
+        .unwrap_or_else(|_| panic!("{name} is not an appsrc"))
+}
+
+/// The appsink named `name` in `p`.
+pub fn appsink(p: &gst::Pipeline, name: &str) -> gst_app::AppSink {
+    p.by_name(name)
+        .unwrap_or_else(|| panic!("no element named {name}"))
+        .downcast::<gst_app::AppSink>()
+        .unwrap_or_else(|_| panic!("{name} is not an appsink"))
+}
+
+/// Pushes `payloads` into `src` from a thread of its own, frame `i` at `i * duration`, then
+/// EOS; stops early if the pipeline refuses a buffer.
+pub fn push_timed(src: gst_app::AppSrc, payloads: Vec<Vec<u8>>, duration: gst::ClockTime) {
+    std::thread::spawn(move || {
+        for (i, data) in payloads.into_iter().enumerate() {
+            let mut b = gst::Buffer::from_mut_slice(data);
+            {
+                let b = b.get_mut().expect("a new buffer");
+                b.set_pts(duration * i as u64);
+                b.set_duration(duration);
+            }
+            if src.push_buffer(b).is_err() {
+                return;
+            }
+        }
+        let _ = src.end_of_stream();
+    });
+}
+
+/// Runs the launch line `desc` to EOS or ERROR (bounded by `deadline`) and stops it within 2 s.
+pub fn run_to_end(desc: &str, deadline: Duration) -> RunLog {
+    let p = pipeline(desc);
+    let log = run(&p, deadline, Duration::from_millis(300));
+    stop_within(&p, Duration::from_secs(2));
+    log
+}

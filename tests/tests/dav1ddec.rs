@@ -45,11 +45,7 @@ fn visible_bytes(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Vec<u8
 
 /// An appsink named `sink` in `p` that keeps every frame.
 fn collect_frames(p: &gst::Pipeline) -> Arc<Mutex<Vec<Frame>>> {
-    let sink = p
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = appsink(p, "sink");
     let frames = Arc::new(Mutex::new(Vec::new()));
     let f = frames.clone();
     sink.set_callbacks(
@@ -430,26 +426,9 @@ fn decode_buffers(
             *c.lock().unwrap() += 1;
             None
         });
-    let src = p
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let src = appsrc(&p, "src");
     let dur = gst::ClockTime::SECOND / FPS as u64;
-    std::thread::spawn(move || {
-        for (i, tu) in tus.into_iter().enumerate() {
-            let mut b = gst::Buffer::from_mut_slice(tu);
-            {
-                let b = b.get_mut().unwrap();
-                b.set_pts(dur * i as u64);
-                b.set_duration(dur);
-            }
-            if src.push_buffer(b).is_err() {
-                return;
-            }
-        }
-        let _ = src.end_of_stream();
-    });
+    push_timed(src, tus, dur);
     let log = run(&p, deadline, Duration::from_millis(300));
     stop_within(&p, Duration::from_secs(2));
     let n = *count.lock().unwrap();
@@ -1062,11 +1041,7 @@ fn hdr_metadata_of_the_bitstream_goes_into_the_caps() {
         "filesrc location={} ! ivfparse ! av1parse ! vigildav1ddec ! appsink name=sink sync=false",
         ivf.display()
     ));
-    let sink = p
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = appsink(&p, "sink");
     p.set_state(gst::State::Playing).unwrap();
     let sample = sink
         .try_pull_sample(gst::ClockTime::from_seconds(20))

@@ -23,30 +23,13 @@ fn encode_y4m(y4m: &Y4m, props: &str, colorimetry: &str) -> Vec<gst::Buffer> {
          ! vigilsvtav1enc name=enc {props} ! appsink name=sink sync=false",
         y4m.width, y4m.height, y4m.fps.0, y4m.fps.1
     ));
-    let src = p
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let src = appsrc(&p, "src");
     let out = collect_buffers(&p);
     let frames = y4m.frames.clone();
     let dur = gst::ClockTime::SECOND
         .mul_div_floor(y4m.fps.1 as u64, y4m.fps.0 as u64)
         .unwrap();
-    std::thread::spawn(move || {
-        for (i, f) in frames.into_iter().enumerate() {
-            let mut b = gst::Buffer::from_mut_slice(f);
-            {
-                let b = b.get_mut().unwrap();
-                b.set_pts(dur * i as u64);
-                b.set_duration(dur);
-            }
-            if src.push_buffer(b).is_err() {
-                return;
-            }
-        }
-        let _ = src.end_of_stream();
-    });
+    push_timed(src, frames, dur);
     let log = run(&p, Duration::from_secs(120), Duration::from_millis(200));
     stop_within(&p, Duration::from_secs(2));
     assert!(log.errors.is_empty(), "{}", log.error_text());
@@ -196,11 +179,7 @@ fn encode_to_file(path: &std::path::Path, mux: &str, frames: u32) {
 
 fn count_decoded(desc: &str) -> usize {
     let p = pipeline(&format!("{desc} ! appsink name=sink sync=false"));
-    let sink = p
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = appsink(&p, "sink");
     let n = Arc::new(Mutex::new(0usize));
     let n2 = n.clone();
     sink.set_callbacks(
@@ -281,16 +260,8 @@ fn encode_frames(
         "appsrc name=src format=time caps=video/x-raw,format=I420,width=160,height=128,framerate={FPS}/1 \
          ! vigilsvtav1enc name=enc preset=12 {props} ! appsink name=sink sync=false"
     ));
-    let src = p
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = p
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let src = appsrc(&p, "src");
+    let sink = appsink(&p, "sink");
     let out = collect_buffers(&p);
     let size = 160 * 128 * 3 / 2;
     let s2 = sink.clone();
@@ -434,16 +405,8 @@ fn measured_delay(props: &str) -> (u64, gst::ClockTime) {
         "appsrc name=src format=time is-live=true caps=video/x-raw,format=I420,width=160,height=128,framerate={FPS}/1 \
          ! vigilsvtav1enc name=enc preset=13 {props} ! appsink name=sink sync=false"
     ));
-    let src = p
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = p
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let src = appsrc(&p, "src");
+    let sink = appsink(&p, "sink");
     let enc = p.by_name("enc").unwrap();
     p.set_state(gst::State::Playing).unwrap();
     let size = 160 * 128 * 3 / 2;
@@ -593,11 +556,7 @@ fn bad_input_gives_a_clear_error() {
         "video/x-raw,format=I420,width=20000,height=128,framerate=25/1",
     ] {
         let p = pipeline("appsrc name=src format=time ! vigilsvtav1enc ! fakesink");
-        let src = p
-            .by_name("src")
-            .unwrap()
-            .downcast::<gst_app::AppSrc>()
-            .unwrap();
+        let src = appsrc(&p, "src");
         src.set_caps(Some(&caps.parse::<gst::Caps>().unwrap()));
         let info = gst_video::VideoInfo::from_caps(&caps.parse::<gst::Caps>().unwrap()).unwrap();
         std::thread::spawn(move || {
@@ -677,16 +636,8 @@ fn caps_change_mid_stream_drains_then_starts_a_new_encoder() {
     let p = pipeline(
         "appsrc name=src format=time ! vigilsvtav1enc preset=13 ! appsink name=sink sync=false",
     );
-    let src = p
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = p
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let src = appsrc(&p, "src");
+    let sink = appsink(&p, "sink");
     let out = Arc::new(Mutex::new(Vec::<(gst::Buffer, gst::Caps)>::new()));
     let o = out.clone();
     sink.set_callbacks(
@@ -751,11 +702,7 @@ fn flushing_seek_recreates_the_encoder_without_stale_packets() {
         "videotestsrc name=src num-buffers=120 ! video/x-raw,width=160,height=128,framerate={FPS}/1 \
          ! vigilsvtav1enc preset=13 ! appsink name=sink sync=false"
     ));
-    let sink = p
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = appsink(&p, "sink");
     p.set_state(gst::State::Paused).unwrap();
     let _ = p.state(gst::ClockTime::from_seconds(10));
     // Seek to 2 s before any frame went through the encoder's drain.

@@ -144,9 +144,10 @@ fn stopping_with_a_wedged_consumer_returns_within_the_timeout() {
 #[test]
 fn a_missing_directory_is_a_clear_error() {
     init();
-    let p = pipeline("videotestsrc num-buffers=5 ! vigilsink location=/nonexistent-dir/out.raw");
-    let log = run(&p, Duration::from_secs(10), Duration::from_millis(300));
-    stop_within(&p, Duration::from_secs(2));
+    let log = run_to_end(
+        "videotestsrc num-buffers=5 ! vigilsink location=/nonexistent-dir/out.raw",
+        Duration::from_secs(10),
+    );
     assert!(
         log.error_text().contains("/nonexistent-dir/out.raw"),
         "{}",
@@ -157,9 +158,10 @@ fn a_missing_directory_is_a_clear_error() {
 #[test]
 fn no_consumer_at_all_is_a_clear_error() {
     init();
-    let p = pipeline("videotestsrc num-buffers=5 ! vigilsink");
-    let log = run(&p, Duration::from_secs(10), Duration::from_millis(300));
-    stop_within(&p, Duration::from_secs(2));
+    let log = run_to_end(
+        "videotestsrc num-buffers=5 ! vigilsink",
+        Duration::from_secs(10),
+    );
     assert!(
         log.error_text().contains("no consumer"),
         "{}",

@@ -428,17 +428,19 @@ impl FailoverSrc {
             return;
         };
         state.output.stop();
+        // Output threads end at their next clock wait or push; both are released by the stop.
+        let end = Instant::now() + CONTROLLER_JOIN_LIMIT;
         for t in state.output_threads {
-            let _ = t.join();
+            if !super::join_within(t, end.saturating_duration_since(Instant::now())) {
+                gst::element_imp_warning!(
+                    self,
+                    gst::CoreError::StateChange,
+                    ("An output thread did not stop within {CONTROLLER_JOIN_LIMIT:?}; it was left behind")
+                );
+            }
         }
         let _ = state.events.send(Event::Shutdown);
-        let end = Instant::now() + CONTROLLER_JOIN_LIMIT;
-        while !state.controller.is_finished() && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if state.controller.is_finished() {
-            let _ = state.controller.join();
-        } else {
+        if !super::join_within(state.controller, CONTROLLER_JOIN_LIMIT) {
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::StateChange,

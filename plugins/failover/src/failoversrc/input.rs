@@ -190,17 +190,9 @@ impl InputActor {
     /// Joins the thread if it has ended within `limit`; otherwise leaves it (detached) and
     /// returns false: a teardown that hangs must not hang the element.
     pub fn join_within(mut self, limit: Duration) -> bool {
-        let end = Instant::now() + limit;
-        while !self.is_finished() {
-            if Instant::now() >= end {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        true
+        self.thread
+            .take()
+            .is_none_or(|t| super::join_within(t, limit))
     }
 }
 
