@@ -22,6 +22,7 @@ struct Doubler {
     streaming: Misbehave,
     drain: Misbehave,
     flush: Misbehave,
+    teardown: Misbehave,
     dropped: Arc<AtomicU64>,
 }
 
@@ -38,6 +39,7 @@ fn act(m: Misbehave) {
 
 impl Drop for Doubler {
     fn drop(&mut self) {
+        act(self.teardown);
         self.dropped.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -81,6 +83,7 @@ struct Setup {
     streaming: Misbehave,
     drain: Misbehave,
     flush: Misbehave,
+    teardown: Misbehave,
     timeout_ms: u32,
 }
 
@@ -91,6 +94,7 @@ impl Default for Setup {
             streaming: Misbehave::None,
             drain: Misbehave::None,
             flush: Misbehave::None,
+            teardown: Misbehave::None,
             timeout_ms: 300,
         }
     }
@@ -109,6 +113,7 @@ fn spawn(s: Setup) -> (WorkerHandle<Doubler, &'static str>, Arc<AtomicU64>) {
                 streaming: s.streaming,
                 drain: s.drain,
                 flush: s.flush,
+                teardown: s.teardown,
                 dropped: d,
             },
             "started",
@@ -361,6 +366,106 @@ fn shutdown_of_a_wedged_worker_returns_within_the_timeout() {
     assert!(t.elapsed() < Duration::from_millis(300 + 300));
 }
 
+/// A codec whose teardown (its destructor, a library's deinit) blocks: the shutdown is still
+/// bounded, and says so with phase `shutdown`.
+#[test]
+fn shutdown_whose_teardown_wedges_is_abandoned_within_the_timeout() {
+    for idle_first in [false, true] {
+        let (mut h, dropped) = spawn(Setup {
+            teardown: Misbehave::Wedge,
+            ..Default::default()
+        });
+        if !idle_first {
+            h.submit(1).unwrap();
+            h.wait_idle(Phase::Streaming).unwrap();
+        }
+        let t = Instant::now();
+        let outcome = h.shutdown();
+        assert_eq!(outcome.reason(), Some("abandoned"));
+        assert_eq!(outcome.failure().unwrap().phase, Phase::Shutdown);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        assert!(t.elapsed() < Duration::from_millis(300 + 300));
+        assert_eq!(dropped.load(Ordering::SeqCst), 0);
+    }
+}
+
+/// A teardown that progresses but takes longer than the timeout is abandoned at the timeout:
+/// the bound of a stop is absolute.
+#[test]
+fn shutdown_bound_is_absolute_even_while_the_teardown_progresses() {
+    let (h, _) = spawn(Setup {
+        teardown: Misbehave::Crawl(Duration::from_millis(900)),
+        ..Default::default()
+    });
+    let t = Instant::now();
+    let outcome = h.shutdown();
+    assert_eq!(outcome.reason(), Some("abandoned"));
+    assert!(t.elapsed() < Duration::from_millis(300 + 300));
+}
+
+/// A clean stop joins the worker: no thread of it is left behind, also after a codec error
+/// and after a panic.
+#[test]
+fn completed_shutdown_leaves_no_thread_behind() {
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|c| c.trim() == name)
+            .count()
+    }
+    let name = "vigil-join-test";
+    for case in 0..3 {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let d = dropped.clone();
+        let cfg = WorkerConfig::new(name, 1000);
+        let mut h: WorkerHandle<Doubler, ()> = WorkerHandle::spawn(cfg, move |_| {
+            Ok((
+                Doubler {
+                    held: Vec::new(),
+                    lookahead: 0,
+                    streaming: if case == 2 {
+                        Misbehave::Panic
+                    } else {
+                        Misbehave::None
+                    },
+                    drain: Misbehave::None,
+                    flush: Misbehave::None,
+                    teardown: Misbehave::Crawl(Duration::from_millis(50)),
+                    dropped: d,
+                },
+                (),
+            ))
+        })
+        .unwrap();
+        h.wait_started().unwrap();
+        match case {
+            0 => h.submit(1).unwrap(),
+            1 => {
+                h.submit(999).unwrap();
+                assert!(matches!(
+                    h.wait_idle(Phase::Streaming),
+                    Err(WorkerError::Codec(_))
+                ));
+            }
+            _ => {
+                h.submit(1).unwrap();
+                let e = h.wait_idle(Phase::Streaming).unwrap_err();
+                assert_eq!(expect_failed(e).reason(), Some("panicked"));
+            }
+        }
+        assert_eq!(h.shutdown(), RunOutcome::Completed, "case {case}");
+        assert_eq!(
+            threads_named(name),
+            0,
+            "case {case}: the worker thread is left"
+        );
+        if case < 2 {
+            assert_eq!(dropped.load(Ordering::SeqCst), 1, "case {case}");
+        }
+    }
+}
+
 #[test]
 fn interrupt_unblocks_a_full_queue_wait() {
     let (mut h, _) = spawn(Setup {
@@ -438,6 +543,7 @@ fn activity_probe_keeps_a_busy_library_alive() {
                 streaming: Misbehave::Crawl(Duration::from_millis(700)),
                 drain: Misbehave::None,
                 flush: Misbehave::None,
+                teardown: Misbehave::None,
                 dropped: d,
             },
             (),
@@ -478,6 +584,7 @@ fn fault_plan_wedges_the_real_worker_loop() {
                 streaming: Misbehave::None,
                 drain: Misbehave::None,
                 flush: Misbehave::None,
+                teardown: Misbehave::None,
                 dropped: d,
             },
             (),

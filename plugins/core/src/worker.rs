@@ -24,6 +24,9 @@ use crate::outcome::{FailureReport, Phase, RunOutcome};
 
 /// How often a waiting streaming thread re-checks the watchdog and interruption.
 const WAIT_SLICE: Duration = Duration::from_millis(20);
+/// The bound of [`WorkerHandle::shutdown`] when the watchdog is disabled: a state change
+/// never hangs, whatever the element's settings.
+pub const SHUTDOWN_FALLBACK: Duration = Duration::from_secs(10);
 /// How often a worker with frames in flight polls its codec while no command arrives.
 const POLL_SLICE: Duration = Duration::from_millis(2);
 
@@ -344,6 +347,8 @@ pub struct WorkerHandle<C: Codec, R = ()> {
     input_capacity: usize,
     next_seq: u64,
     failed: bool,
+    /// The watchdog gave the worker up: its thread is detached and never joined.
+    abandoned: bool,
     interrupted: Arc<AtomicBool>,
     /// The last activity sample and when it was taken.
     probe_mark: Option<(u64, Instant)>,
@@ -409,6 +414,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             input_capacity: config.input_capacity.max(1),
             next_seq: 0,
             failed: false,
+            abandoned: false,
             interrupted: config.interrupt.clone().unwrap_or_default(),
             probe_mark: None,
         })
@@ -609,8 +615,12 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
     }
 
     /// Stops the worker: queued work is discarded, the codec is dropped on the worker, and the
-    /// thread is joined, all within the watchdog timeout (interruption is ignored here). A
-    /// worker that does not stop in time is abandoned.
+    /// thread is joined, all within the watchdog timeout counted from this call (interruption
+    /// is ignored here; with the watchdog disabled, within [`SHUTDOWN_FALLBACK`]). Everything
+    /// until the worker has exited is pending work, the codec's teardown included, and the
+    /// bound is absolute (progress does not extend it): a worker that does not finish in time
+    /// is abandoned (detached, what it owns leaked) and the outcome says so with phase
+    /// `shutdown`. A worker that ended by itself (a codec error, a panic) is joined.
     pub fn shutdown(mut self) -> RunOutcome {
         {
             let mut g = self.shared.lock();
@@ -620,27 +630,62 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             g.last_progress = Instant::now();
         }
         self.shared.to_worker.notify_all();
-        if self.failed {
-            // Already abandoned or panicked: nothing to join.
+        if self.abandoned {
+            // Detached already; it was announced when it was abandoned.
             self.thread.take();
             return RunOutcome::Completed;
         }
+        let timeout = self.timeout.unwrap_or(SHUTDOWN_FALLBACK);
+        let started = Instant::now();
         let shared = self.shared.clone();
-        let g = shared.lock();
-        let r = self.wait(g, Phase::Shutdown, |i| {
-            matches!(i.status, Status::Exited | Status::Failed(_))
-        });
-        match r {
-            Ok(g) => {
-                drop(g);
-                if let Some(t) = self.thread.take() {
-                    let _ = t.join();
+        let mut g = shared.lock();
+        loop {
+            match &g.status {
+                Status::Exited | Status::Failed(_) => break,
+                Status::Panicked(msg) => {
+                    if self.failed {
+                        // Reported when it happened.
+                        break;
+                    }
+                    let mut report = self.report(&g, Phase::Shutdown, Duration::ZERO);
+                    report.panic_message = Some(msg.clone());
+                    drop(g);
+                    self.failed = true;
+                    self.join();
+                    return RunOutcome::Panicked(report);
                 }
-                RunOutcome::Completed
+                Status::Starting | Status::Running(_) => {}
             }
-            Err(WorkerError::Failed(outcome)) => outcome,
-            // Codec errors and earlier failures: the thread is done or detached already.
-            Err(_) => RunOutcome::Completed,
+            // An absolute bound: a teardown that progresses (a codec finishing its look-ahead)
+            // but takes longer than the timeout is abandoned too, so the state change returns
+            // in time whatever the library does.
+            let waited = started.elapsed();
+            if waited >= timeout {
+                let report = self.report(&g, Phase::Shutdown, g.last_progress.elapsed());
+                self.abandon(&mut g);
+                return RunOutcome::WatchdogAbandoned(report);
+            }
+            g = shared
+                .to_stream
+                .wait_timeout(
+                    g,
+                    WAIT_SLICE
+                        .min(timeout - waited)
+                        .max(Duration::from_millis(1)),
+                )
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(g);
+        self.join();
+        RunOutcome::Completed
+    }
+
+    /// Joins a worker whose status says it has finished (it only returns from its thread
+    /// function after that).
+    fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 
@@ -701,6 +746,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
     fn abandon(&mut self, g: &mut Inner<C, R>) {
         g.stop = true;
         self.failed = true;
+        self.abandoned = true;
         self.shared.to_worker.notify_all();
         // Dropping the JoinHandle detaches the thread.
         self.thread.take();
@@ -715,8 +761,9 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             Status::Panicked(msg) => {
                 let mut report = self.report(g, phase, Duration::ZERO);
                 report.panic_message = Some(msg.clone());
+                // The thread has ended (the panic was caught and reported as its last act);
+                // `shutdown` joins it.
                 self.failed = true;
-                self.thread.take();
                 Err(WorkerError::Failed(RunOutcome::Panicked(report)))
             }
             Status::Failed(e) => {
@@ -735,7 +782,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
         phase: Phase,
     ) -> Result<MutexGuard<'g, Inner<C, R>>, WorkerError> {
         self.check(&mut g, phase)?;
-        let pending = g.busy || !g.commands.is_empty();
+        let pending = g.busy || !g.commands.is_empty() || phase == Phase::Shutdown;
         if let (Some(timeout), true) = (self.timeout, pending) {
             self.sample_activity(&mut g, timeout);
             let idle = g.last_progress.elapsed();
@@ -771,7 +818,9 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             if phase != Phase::Shutdown && self.interrupted.load(Ordering::SeqCst) {
                 return Err(WorkerError::Interrupted);
             }
-            let pending = g.busy || !g.commands.is_empty();
+            // While stopping, everything until the worker has exited (dropping the codec
+            // included) is pending work: the shutdown wait is bounded like any other.
+            let pending = g.busy || !g.commands.is_empty() || phase == Phase::Shutdown;
             let mut slice = WAIT_SLICE;
             if let (Some(timeout), true) = (self.timeout, pending) {
                 self.sample_activity(&mut g, timeout);
@@ -918,9 +967,9 @@ impl<C: Codec, R: Send + 'static> Worker<C, R> {
                     Some(seq)
                 }
                 Command::Shutdown => {
-                    let mut g = shared.lock();
-                    g.busy = false;
-                    g.stop = true;
+                    // Still busy: the codec is dropped next, and that is work under the
+                    // watchdog too (`finish` clears `busy` once the worker has exited).
+                    shared.lock().stop = true;
                     return Ok(());
                 }
             };

@@ -258,13 +258,35 @@ impl SvtEncoder {
         }
     }
 
+    /// Ends the encoder the way SVT-AV1 1.4 needs: its `deinit` waits for the end of the
+    /// stream, and blocks for ever unless EOS was sent after at least one picture. So an
+    /// encoder that never saw a picture is given one blank picture first, EOS is sent if it
+    /// was not, and `deinit` then returns once the library has finished (this runs on the
+    /// worker, under the watchdog of the drain, flush or shutdown that asked for it).
     fn destroy(&mut self) {
         if let Some(h) = self.handle.take() {
             let _global = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
-            // SAFETY: the handle is ours and no call on it is in progress.
-            unsafe {
-                svt::svt_av1_enc_deinit(h.0);
-                svt::svt_av1_enc_deinit_handle(h.0);
+            let mut ended = self.eos_sent;
+            if !ended {
+                // SAFETY: the handle is ours and no call on it is in progress.
+                let ready = self.sent > 0 || unsafe { send_blank_picture(h.0, &self.setup) };
+                // SAFETY: as above.
+                ended = ready && unsafe { send_eos_to(h.0) } == EB_ERROR_NONE;
+            }
+            if ended {
+                // SAFETY: the handle is ours, EOS was sent after a picture: deinit returns.
+                unsafe {
+                    svt::svt_av1_enc_deinit(h.0);
+                    svt::svt_av1_enc_deinit_handle(h.0);
+                }
+            } else {
+                // The library refused the pictures that would let deinit return: leaking
+                // the handle is the only teardown that cannot block.
+                gst::warning!(
+                    gst::CAT_RUST,
+                    "SVT-AV1 refused the end of stream; its encoder instance is leaked"
+                );
+                std::mem::forget(h);
             }
         }
         self.in_flight = 0;
@@ -330,14 +352,8 @@ impl SvtEncoder {
 
     fn send_eos(&mut self) -> Result<(), CodecError> {
         let h = self.handle()?;
-        // SAFETY: a zeroed header with the EOS flag is what SVT expects to end the stream.
-        let code = unsafe {
-            let mut eos: svt::EbBufferHeaderType = std::mem::zeroed();
-            eos.size = std::mem::size_of::<svt::EbBufferHeaderType>() as u32;
-            eos.flags = EB_BUFFERFLAG_EOS;
-            eos.pic_type = EB_AV1_INVALID_PICTURE as _;
-            svt::svt_av1_enc_send_picture(h, &mut eos)
-        };
+        // SAFETY: the handle is valid and used by this thread only.
+        let code = unsafe { send_eos_to(h) };
         check(code, "end of stream", CodecErrorKind::Encode)?;
         self.eos_sent = true;
         Ok(())
@@ -352,8 +368,9 @@ impl SvtEncoder {
             return Ok(());
         }
         if self.sent == 0 {
-            // Nothing was encoded: there is no stream to end.
-            self.destroy();
+            // Nothing was encoded: there is no stream to end and no packet to wait for, and
+            // the encoder, still fresh, takes input again as it is (an empty run ends at
+            // once; the teardown happens at stop, under its bound).
             return Ok(());
         }
         if !self.eos_sent {
@@ -372,13 +389,79 @@ impl SvtEncoder {
 
 impl Drop for SvtEncoder {
     fn drop(&mut self) {
-        // Deinit without EOS can stall SVT 1.4 while pictures are in flight: end the stream
-        // first (this runs on the worker, under the watchdog of the shutdown).
-        if self.handle.is_some() && self.in_flight > 0 {
-            let _ = self.finish(|_, _| {});
-        }
+        // Runs on the worker, under the watchdog of the shutdown: `destroy` ends the stream
+        // first, so deinit does not block.
         self.destroy();
     }
+}
+
+/// Sends SVT-AV1's end of stream.
+///
+/// # Safety
+/// `h` is a live, initialised encoder handle used by this thread only.
+unsafe fn send_eos_to(h: *mut svt::EbComponentType) -> i32 {
+    // SAFETY: a zeroed header with the EOS flag is what SVT expects to end the stream.
+    unsafe {
+        let mut eos: svt::EbBufferHeaderType = std::mem::zeroed();
+        eos.size = std::mem::size_of::<svt::EbBufferHeaderType>() as u32;
+        eos.flags = EB_BUFFERFLAG_EOS;
+        eos.pic_type = EB_AV1_INVALID_PICTURE as _;
+        svt::svt_av1_enc_send_picture(h, &mut eos)
+    }
+}
+
+/// Sends one black picture of the configured size (SVT copies it during the call): an encoder
+/// must have seen a picture before its end of stream lets `deinit` return.
+///
+/// # Safety
+/// `h` is a live, initialised encoder handle used by this thread only.
+unsafe fn send_blank_picture(h: *mut svt::EbComponentType, setup: &EncoderSetup) -> bool {
+    let bytes = if setup.format == VideoFormat::I42010le {
+        2
+    } else {
+        1
+    };
+    let (w, h_px) = (setup.width as usize, setup.height as usize);
+    let (cw, ch) = (w.div_ceil(2), h_px.div_ceil(2));
+    let luma_len = w * h_px * bytes;
+    let chroma_len = cw * ch * bytes;
+    let mut data = vec![0u8; luma_len + 2 * chroma_len];
+    // Mid-grey chroma, black luma (16) in the sample size of the format.
+    let fill = |dst: &mut [u8], value: u16| {
+        if bytes == 2 {
+            for pair in dst.chunks_exact_mut(2) {
+                pair.copy_from_slice(&value.to_le_bytes());
+            }
+        } else {
+            dst.fill(value as u8);
+        }
+    };
+    let (luma, chroma) = data.split_at_mut(luma_len);
+    fill(luma, if bytes == 2 { 64 } else { 16 });
+    fill(chroma, if bytes == 2 { 512 } else { 128 });
+    let base = data.as_mut_ptr();
+    // SAFETY: the planes lie inside `data`, which outlives the call; SVT copies them.
+    let code = unsafe {
+        let mut io: EbSvtIoFormat = std::mem::zeroed();
+        io.luma = base;
+        io.cb = base.add(luma_len);
+        io.cr = base.add(luma_len + chroma_len);
+        io.y_stride = w as u32;
+        io.cb_stride = cw as u32;
+        io.cr_stride = cw as u32;
+        io.width = setup.width;
+        io.height = setup.height;
+        io.color_fmt = svt::EbColorFormat::EB_YUV420;
+        io.bit_depth = if bytes == 2 { 10 } else { 8 };
+        let mut header: svt::EbBufferHeaderType = std::mem::zeroed();
+        header.size = std::mem::size_of::<svt::EbBufferHeaderType>() as u32;
+        header.p_buffer = (&mut io as *mut EbSvtIoFormat).cast();
+        header.n_filled_len = data.len() as u32;
+        header.n_alloc_len = header.n_filled_len;
+        header.pic_type = EB_AV1_INVALID_PICTURE as _;
+        svt::svt_av1_enc_send_picture(h, &mut header)
+    };
+    code == EB_ERROR_NONE
 }
 
 impl Codec for SvtEncoder {
