@@ -177,8 +177,12 @@ pub fn report_outcome(
     }
 }
 
-/// Maps the outcome of a drain at EOS. A failure posts the ERROR first; `forward_eos` is then
-/// called in every case, so downstream muxers can finalise even a truncated file, and the
+/// Maps the outcome of a drain at EOS. A clean drain forwards the EOS. A failure posts the
+/// ERROR first; the EOS is then forwarded while the element is PLAYING, so downstream muxers
+/// can finalise even a truncated file. Before PLAYING (the drain of a pipeline that is still
+/// prerolling) it is not: the ERROR fails the pipeline's pending state change, the pipeline
+/// never reaches PLAYING, and the EOS would wait in a downstream sink's preroll for ever (with
+/// it the streaming thread, and an application's own EOS that waits for that thread). The
 /// result says whether the drain was clean.
 pub fn conclude_drain(
     element: &gst::Element,
@@ -186,8 +190,12 @@ pub fn conclude_drain(
     outcome: RunOutcome,
     forward_eos: impl FnOnce() -> bool,
 ) -> Result<(), gst::FlowError> {
+    use gst::prelude::*;
+    let failed = outcome != RunOutcome::Completed;
     let result = report_outcome(element, what, outcome);
-    forward_eos();
+    if !failed || element.current_state() == gst::State::Playing {
+        forward_eos();
+    }
     result
 }
 

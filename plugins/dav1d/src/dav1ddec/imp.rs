@@ -245,6 +245,10 @@ pub struct VigilDav1dDec {
     state: Mutex<State>,
     /// Set while flushing or stopping: every wait on the worker returns at once.
     interrupt: Arc<AtomicBool>,
+    /// Bumped (under the state lock) each time the element stops: a worker the streaming
+    /// thread borrowed from an earlier run is shut down when it comes back, never stored
+    /// into (or leaked by) a later one.
+    generation: std::sync::atomic::AtomicU64,
     /// Downstream takes `GstVideoMeta` (decided at allocation): the worker wraps pictures
     /// instead of copying them.
     zero_copy: Arc<AtomicBool>,
@@ -341,6 +345,41 @@ impl VigilDav1dDec {
             Ok(()) => Ok((worker, delay)),
             Err(e) => Err(self.post_error(e)),
         }
+    }
+
+    /// Takes the worker out of the state for a wait that must not hold the state lock, with
+    /// the generation of the run it belongs to (give it back with `return_worker`).
+    fn lend_worker(&self) -> Option<(Worker, u64)> {
+        let mut state = self.state.lock().unwrap();
+        let worker = state.worker.take()?;
+        Some((worker, self.generation.load(Ordering::SeqCst)))
+    }
+
+    /// Gives back a worker taken with `lend_worker` (or by the streaming thread). If the
+    /// element stopped in the meantime (its `stop` found no worker to stop), the worker is
+    /// shut down here, under its bound, so it is neither leaked nor carried into the next run.
+    fn return_worker(&self, worker: Worker, generation: u64) {
+        let mut state = self.state.lock().unwrap();
+        if self.generation.load(Ordering::SeqCst) == generation && state.worker.is_none() {
+            state.worker = Some(worker);
+            return;
+        }
+        drop(state);
+        self.stop_worker(worker);
+    }
+
+    /// The flow return for data that arrives with no worker: flushing while the element is
+    /// being stopped or flushed; otherwise an ERROR that says so (never a silent error).
+    fn no_worker(&self) -> gst::FlowError {
+        if self.interrupt.load(Ordering::SeqCst) {
+            return gst::FlowError::Flushing;
+        }
+        gst::element_imp_error!(
+            self,
+            gst::CoreError::Failed,
+            ["{} is not running (an earlier failure stopped it)", WHAT]
+        );
+        gst::FlowError::Error
     }
 
     fn stop_worker(&self, worker: Worker) {
@@ -471,7 +510,7 @@ impl VigilDav1dDec {
 
     /// Drains libdav1d, pushing every frame downstream; returns how the drain ended.
     fn drain(&self) -> Result<RunOutcome, gst::FlowError> {
-        let Some(mut worker) = self.state.lock().unwrap().worker.take() else {
+        let Some((mut worker, generation)) = self.lend_worker() else {
             return Ok(RunOutcome::Completed);
         };
         let srcpad = self.obj().src_pad().clone();
@@ -482,7 +521,7 @@ impl VigilDav1dDec {
             }
             DecOutput::Error(message) => self.count_error(&message),
         });
-        self.state.lock().unwrap().worker = Some(worker);
+        self.return_worker(worker, generation);
         match result {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(e)) => Err(self.post_error(e)),
@@ -748,7 +787,11 @@ impl BaseTransformImpl for VigilDav1dDec {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let mut state = std::mem::take(&mut *self.state.lock().unwrap());
+        let mut state = {
+            let mut guard = self.state.lock().unwrap();
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            std::mem::take(&mut *guard)
+        };
         if let Some(w) = state.worker.take() {
             self.stop_worker(w);
         }
@@ -962,8 +1005,8 @@ impl BaseTransformImpl for VigilDav1dDec {
             EventView::FlushStart(_) => self.interrupt.store(true, Ordering::SeqCst),
             EventView::FlushStop(_) => {
                 self.interrupt.store(false, Ordering::SeqCst);
-                let worker = self.state.lock().unwrap().worker.take();
-                if let Some(mut w) = worker {
+                let worker = self.lend_worker();
+                if let Some((mut w, generation)) = worker {
                     match w.flush() {
                         Ok(outcome) => {
                             let _ = vigil_core::report_outcome(&self.element(), WHAT, outcome);
@@ -972,7 +1015,7 @@ impl BaseTransformImpl for VigilDav1dDec {
                             let _ = self.post_error(e);
                         }
                     }
-                    self.state.lock().unwrap().worker = Some(w);
+                    self.return_worker(w, generation);
                 }
                 let mut state = self.state.lock().unwrap();
                 state.need_header = true;
@@ -1002,11 +1045,12 @@ impl BaseTransformImpl for VigilDav1dDec {
                 .obj()
                 .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
         }
-        let (mut worker, header, input) = {
+        let (mut worker, generation, header, input) = {
             let mut state = self.state.lock().unwrap();
             let Some(worker) = state.worker.take() else {
-                return Err(gst::FlowError::Error);
+                return Err(self.no_worker());
             };
+            let generation = self.generation.load(Ordering::SeqCst);
             let index = state.next_index;
             state.next_index += 1;
             state.inputs += 1;
@@ -1026,7 +1070,7 @@ impl BaseTransformImpl for VigilDav1dDec {
                 buffer: inbuf,
                 index,
             };
-            (worker, header, input)
+            (worker, generation, header, input)
         };
         let mut result = Ok(());
         if let Some(obus) = header {
@@ -1036,7 +1080,7 @@ impl BaseTransformImpl for VigilDav1dDec {
         if result.is_ok() {
             result = worker.submit(input);
         }
-        self.state.lock().unwrap().worker = Some(worker);
+        self.return_worker(worker, generation);
         match result {
             Ok(()) => Ok(gst::FlowSuccess::Ok),
             Err(e) => Err(self.post_error(e)),

@@ -722,11 +722,15 @@ impl BaseSinkImpl for VigilSink {
                     // Reported already: no EOS message after a failed run.
                     return false;
                 };
-                let element = self.element();
-                return vigil_core::conclude_drain(&element, what, outcome, || {
-                    self.parent_event(event)
-                })
-                .is_ok();
+                // A sink has nobody downstream to finalise: a failed drain ends the run with
+                // its ERROR alone. Handing the EOS to GstBaseSink would also make the
+                // streaming thread wait for PLAYING in preroll, which never comes once the
+                // pipeline has failed (and an application's EOS would wait behind it).
+                if outcome != RunOutcome::Completed {
+                    let _ = vigil_core::report_outcome(&self.element(), what, outcome);
+                    return false;
+                }
+                return self.parent_event(event);
             }
             gst::EventView::FlushStop(_) => {
                 let mut guard = self.state.lock().unwrap();

@@ -320,6 +320,10 @@ pub struct VigilSvtAv1Enc {
     state: Mutex<State>,
     /// Set while flushing or stopping: every wait on the worker returns at once.
     interrupt: Arc<AtomicBool>,
+    /// Bumped (under the state lock) each time the element stops: a worker the streaming
+    /// thread borrowed from an earlier run is shut down when it comes back, never stored
+    /// into (or leaked by) a later one.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl VigilSvtAv1Enc {
@@ -430,6 +434,15 @@ impl VigilSvtAv1Enc {
                 };
                 return Err(gst::error_msg!(kind, ("{}", e.message)));
             }
+            Err(WorkerError::Interrupted) => {
+                // The element is being stopped while the codec starts: not a failure. The
+                // worker is stopped under its bound; the caller posts nothing while stopping.
+                self.stop_worker(worker);
+                return Err(gst::error_msg!(
+                    gst::CoreError::StateChange,
+                    ("the element was stopped while the SVT-AV1 encoder was starting")
+                ));
+            }
             Err(e) => {
                 // A wedge or panic while starting: one ERROR with the watchdog details.
                 let _ = self.post_error(e);
@@ -512,7 +525,7 @@ impl VigilSvtAv1Enc {
 
     /// Drains the encoder, pushing every packet downstream; returns how the drain ended.
     fn drain(&self) -> Result<vigil_core::RunOutcome, gst::FlowError> {
-        let Some(mut worker) = self.state.lock().unwrap().worker.take() else {
+        let Some((mut worker, generation)) = self.lend_worker() else {
             return Ok(vigil_core::RunOutcome::Completed);
         };
         let srcpad = self.obj().src_pad().clone();
@@ -523,12 +536,47 @@ impl VigilSvtAv1Enc {
             };
             srcpad.push(buffer).map(|_| ())
         });
-        self.state.lock().unwrap().worker = Some(worker);
+        self.return_worker(worker, generation);
         match result {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(e)) => Err(self.post_error(e)),
             Err(flow) => Err(flow),
         }
+    }
+
+    /// Takes the worker out of the state for a wait that must not hold the state lock, with
+    /// the generation of the run it belongs to (give it back with `return_worker`).
+    fn lend_worker(&self) -> Option<(Worker, u64)> {
+        let mut state = self.state.lock().unwrap();
+        let worker = state.worker.take()?;
+        Some((worker, self.generation.load(Ordering::SeqCst)))
+    }
+
+    /// Gives back a worker taken with `lend_worker` (or by the streaming thread). If the
+    /// element stopped in the meantime (its `stop` found no worker to stop), the worker is
+    /// shut down here, under its bound, so it is neither leaked nor carried into the next run.
+    fn return_worker(&self, worker: Worker, generation: u64) {
+        let mut state = self.state.lock().unwrap();
+        if self.generation.load(Ordering::SeqCst) == generation && state.worker.is_none() {
+            state.worker = Some(worker);
+            return;
+        }
+        drop(state);
+        self.stop_worker(worker);
+    }
+
+    /// The flow return for data that arrives with no worker: flushing while the element is
+    /// being stopped or flushed; otherwise an ERROR that says so (never a silent error).
+    fn no_worker(&self) -> gst::FlowError {
+        if self.interrupt.load(Ordering::SeqCst) {
+            return gst::FlowError::Flushing;
+        }
+        gst::element_imp_error!(
+            self,
+            gst::CoreError::Failed,
+            ["{} is not running (an earlier failure stopped it)", WHAT]
+        );
+        gst::FlowError::Error
     }
 
     fn stop_worker(&self, worker: Worker) {
@@ -813,7 +861,11 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let mut state = std::mem::take(&mut *self.state.lock().unwrap());
+        let mut state = {
+            let mut guard = self.state.lock().unwrap();
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            std::mem::take(&mut *guard)
+        };
         if let Some(p) = state.prepared.take() {
             self.stop_worker(p.worker);
         }
@@ -910,8 +962,11 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                 }
             }
             Err(msg) => {
-                self.state.lock().unwrap().failed_caps = Some(caps.clone());
-                self.post_error_message(msg);
+                // Stopping (or flushing) while the codec starts is not a failure to report.
+                if !self.interrupt.load(Ordering::SeqCst) {
+                    self.state.lock().unwrap().failed_caps = Some(caps.clone());
+                    self.post_error_message(msg);
+                }
                 fixated(othercaps)
             }
         }
@@ -1030,8 +1085,8 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
             EventView::FlushStart(_) => self.interrupt.store(true, Ordering::SeqCst),
             EventView::FlushStop(_) => {
                 self.interrupt.store(false, Ordering::SeqCst);
-                let worker = self.state.lock().unwrap().worker.take();
-                if let Some(mut w) = worker {
+                let worker = self.lend_worker();
+                if let Some((mut w, generation)) = worker {
                     match w.flush() {
                         Ok(outcome) => {
                             let _ = vigil_core::report_outcome(&self.element(), WHAT, outcome);
@@ -1040,9 +1095,8 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                             let _ = self.post_error(e);
                         }
                     }
-                    let mut state = self.state.lock().unwrap();
-                    state.worker = Some(w);
-                    state.timestamps.clear();
+                    self.return_worker(w, generation);
+                    self.state.lock().unwrap().timestamps.clear();
                 }
             }
             EventView::CustomDownstream(_) => {
@@ -1083,7 +1137,7 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
         inbuf: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let can_force = self.settings.lock().unwrap().can_force_key_frames();
-        let (mut worker, input) = {
+        let (mut worker, generation, input) = {
             let mut state = self.state.lock().unwrap();
             let Some(info) = state.info.clone() else {
                 gst::element_imp_error!(
@@ -1094,8 +1148,9 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                 return Err(gst::FlowError::NotNegotiated);
             };
             let Some(worker) = state.worker.take() else {
-                return Err(gst::FlowError::Error);
+                return Err(self.no_worker());
             };
+            let generation = self.generation.load(Ordering::SeqCst);
             let index = state.next_index;
             state.next_index += 1;
             state
@@ -1119,6 +1174,7 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
             }
             (
                 worker,
+                generation,
                 EncInput {
                     buffer: inbuf,
                     info,
@@ -1128,7 +1184,7 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
             )
         };
         let result = worker.submit(input);
-        self.state.lock().unwrap().worker = Some(worker);
+        self.return_worker(worker, generation);
         match result {
             Ok(()) => Ok(gst::FlowSuccess::Ok),
             Err(e) => Err(self.post_error(e)),
