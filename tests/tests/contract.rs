@@ -253,6 +253,12 @@ struct Sut {
     /// A finite run was told to end (EOS sent, or a finite source started).
     state: gst::State,
     baseline_threads: usize,
+    /// An abandonment (or a leaked panicked codec) was announced since the last NULL.
+    announced: bool,
+    /// The run (before its last flush) already failed with a watchdog ERROR.
+    failed_earlier: bool,
+    /// Size of the sink's file when the run started.
+    file_base: u64,
     playing_since: Option<Instant>,
     log: Vec<String>,
 }
@@ -432,6 +438,9 @@ fn build(setup: &Setup) -> Sut {
         run_flushed: false,
         state: gst::State::Null,
         baseline_threads: thread_count(),
+        announced: false,
+        failed_earlier: false,
+        file_base: 0,
         playing_since: None,
         log: Vec::new(),
     }
@@ -528,8 +537,17 @@ impl Sut {
                 self.violation("watchdog WARNING in a run without a fault".into());
             }
         }
-        // The first ERROR of a faulty run is the watchdog's, never a generic one first.
+        // The first ERROR of a faulty run is the watchdog's, never a generic one first (after
+        // it, and after a flush that followed it, generic flow errors are expected).
+        if self
+            .run
+            .iter()
+            .any(|e| matches!(e, Event::Error { watchdog: true, .. }))
+        {
+            self.failed_earlier = true;
+        }
         if harmful
+            && !self.failed_earlier
             && let Some(Event::Error { text, watchdog }) =
                 self.run.iter().find(|e| matches!(e, Event::Error { .. }))
             && !watchdog
@@ -578,7 +596,11 @@ impl Sut {
                 }
                 let path = self.output.as_ref().unwrap();
                 let want = flow.bytes_in.load(Ordering::SeqCst);
-                let got = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                // The file stays open from READY to NULL: a run after READY -> PAUSED appends.
+                let got = std::fs::metadata(path)
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+                    .saturating_sub(self.file_base);
                 if got != want {
                     self.violation(format!(
                         "clean EOS with {want} bytes into the sink and {got} on disk, no loss announced"
@@ -619,6 +641,9 @@ impl Sut {
     /// Starts a new run record (after the element left PAUSED for READY, or a flush).
     fn new_run(&mut self, flushed: bool) {
         self.run.clear();
+        if !flushed {
+            self.failed_earlier = false;
+        }
         self.run_flushed = flushed;
         if !flushed {
             self.flow.bytes_in.store(0, Ordering::SeqCst);
@@ -674,6 +699,18 @@ impl Sut {
     }
 
     fn set_state(&mut self, target: gst::State) {
+        if target >= gst::State::Paused && self.state <= gst::State::Ready {
+            // A run starts: the sink's file is created anew from NULL, kept from READY.
+            self.file_base = match self.state {
+                gst::State::Null => 0,
+                _ => self
+                    .output
+                    .as_ref()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+            };
+        }
         let limit = self.stop_limit();
         let p = self.pipeline.clone();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -697,9 +734,11 @@ impl Sut {
         // Leaving PAUSED ends the run: check it, then start a new record.
         if target <= gst::State::Ready && before >= gst::State::Paused {
             self.check_run();
-            let announced = self.abandoned();
+            // Sticky until the next NULL: a run that left a worker behind may end at READY.
+            self.announced |= self.abandoned();
             self.new_run(false);
             if target == gst::State::Null {
+                let announced = std::mem::take(&mut self.announced);
                 self.check_threads(announced);
             }
         }
@@ -826,18 +865,17 @@ impl StateMachineTest for Contract {
             }
             Op::Seek(pos, d) => {
                 if sut.state >= gst::State::Paused {
-                    let ok = sut.bounded("a flushing seek", move |p| {
+                    // The flush starts the data of the run anew; what the flush itself posts
+                    // (a wedged flush) belongs to the new part.
+                    sut.check_run();
+                    sut.new_run(true);
+                    sut.bounded("a flushing seek", move |p| {
                         p.seek_simple(
                             gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
                             gst::ClockTime::from_mseconds(pos),
                         )
                         .is_ok()
                     });
-                    if ok {
-                        // A flushing seek starts the data of the run anew.
-                        sut.check_run();
-                        sut.new_run(true);
-                    }
                 }
                 sut.dwell(d);
             }

@@ -24,3 +24,33 @@ fn encoder_and_decoder_from_python() {
         "the details structure reaches Python: {out}"
     );
 }
+
+/// The documented way for a Python `new-sample` handler to fail (return ERROR, since
+/// PyGObject swallows exceptions) ends the run in an ERROR naming it, never a clean EOS.
+#[test]
+fn python_sink_consumer_reports_its_failure() {
+    init();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sink_consumer.py");
+    let run = |args: &[&str]| {
+        let output = Command::new("timeout")
+            .arg("60")
+            .arg("/usr/bin/python3")
+            .arg(&script)
+            .args(args)
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .output()
+            .expect("python runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+        )
+    };
+    let (code, out) = run(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("EOS after 50 frames"), "{out}");
+    let (code, out) = run(&["--fail-at", "10"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("ERROR after 10 frames"), "{out}");
+    assert!(out.contains("new-sample handler returned"), "{out}");
+}

@@ -55,6 +55,8 @@ pub enum CodecErrorKind {
     Format,
     /// Reading or writing a resource failed (`ResourceError::Write`).
     Write,
+    /// The storage is full or over quota (`ResourceError::NoSpaceLeft`).
+    NoSpaceLeft,
     /// Opening a resource failed (`ResourceError::OpenWrite`).
     OpenWrite,
 }
@@ -89,6 +91,9 @@ impl CodecError {
             }
             CodecErrorKind::Write => {
                 gst::element_error!(element, gst::ResourceError::Write, ("{}", m))
+            }
+            CodecErrorKind::NoSpaceLeft => {
+                gst::element_error!(element, gst::ResourceError::NoSpaceLeft, ("{}", m))
             }
             CodecErrorKind::OpenWrite => {
                 gst::element_error!(element, gst::ResourceError::OpenWrite, ("{}", m))
@@ -517,13 +522,89 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
         Ok(Ok(()))
     }
 
+    /// Queues one input once there is room: fewer than `max_inputs` queued and `room()` true
+    /// (a byte or time bound the caller keeps). The wait is woken by the worker's progress
+    /// (no polling), timed, interruptible and under the watchdog.
+    pub fn submit_when_room(
+        &mut self,
+        input: C::Input,
+        max_inputs: usize,
+        mut room: impl FnMut() -> bool,
+    ) -> Result<(), WorkerError> {
+        let shared = self.shared.clone();
+        let g = shared.lock();
+        let cap = max_inputs.clamp(1, self.input_capacity);
+        let mut g = self.wait(g, Phase::Streaming, |i| {
+            let queued = i.commands.len();
+            queued < cap && (queued == 0 || room())
+        })?;
+        g.enqueue(Command::Input(input));
+        drop(g);
+        self.shared.to_worker.notify_all();
+        Ok(())
+    }
+
+    /// Removes every queued input the worker has not taken yet and gives them back.
+    pub fn discard_queued(&mut self) -> Vec<C::Input> {
+        let mut g = self.shared.lock();
+        let commands = std::mem::take(&mut g.commands);
+        let mut discarded = Vec::new();
+        for c in commands {
+            match c {
+                Command::Input(i) => discarded.push(i),
+                other => g.commands.push_back(other),
+            }
+        }
+        drop(g);
+        self.shared.to_worker.notify_all();
+        discarded
+    }
+
+    /// Has the worker finish what it holds (a drain whose outputs are discarded) and waits
+    /// for it, ignoring interruption, bounded by the watchdog (phase `shutdown`): for a state
+    /// change that must not leave a consumer working behind it.
+    pub fn settle(&mut self) -> RunOutcome {
+        if self.failed {
+            return RunOutcome::Completed;
+        }
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.shared.lock().enqueue(Command::Drain(seq));
+        self.shared.to_worker.notify_all();
+        let shared = self.shared.clone();
+        loop {
+            let g = shared.lock();
+            let mut g = match self.wait(g, Phase::Shutdown, |i| {
+                !i.outputs.is_empty() || i.completed_seq >= seq
+            }) {
+                Ok(g) => g,
+                Err(WorkerError::Failed(outcome)) => return outcome,
+                Err(_) => return RunOutcome::Completed,
+            };
+            if g.outputs.pop_front().is_some() {
+                drop(g);
+                self.shared.to_worker.notify_all();
+                continue;
+            }
+            return RunOutcome::Completed;
+        }
+    }
+
     /// Removes the oldest queued input that the worker has not taken yet.
     pub fn drop_oldest(&mut self) -> Option<C::Input> {
+        self.drop_oldest_matching(|_| true)
+    }
+
+    /// Removes the oldest queued input, not taken yet, for which `droppable` holds.
+    pub fn drop_oldest_matching(
+        &mut self,
+        droppable: impl Fn(&C::Input) -> bool,
+    ) -> Option<C::Input> {
         let mut g = self.shared.lock();
         let pos = g
             .commands
             .iter()
-            .position(|c| matches!(c, Command::Input(_)))?;
+            .position(|c| matches!(c, Command::Input(i) if droppable(i)))?;
         match g.commands.remove(pos) {
             Some(Command::Input(i)) => Some(i),
             _ => None,
@@ -621,15 +702,32 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
     /// bound is absolute (progress does not extend it): a worker that does not finish in time
     /// is abandoned (detached, what it owns leaked) and the outcome says so with phase
     /// `shutdown`. A worker that ended by itself (a codec error, a panic) is joined.
-    pub fn shutdown(mut self) -> RunOutcome {
-        {
+    pub fn shutdown(self) -> RunOutcome {
+        self.shutdown_discarding().0
+    }
+
+    /// [`WorkerHandle::shutdown`], giving back the inputs that were queued and never taken
+    /// (so a sink can count what a stop without EOS discards).
+    pub fn shutdown_discarding(mut self) -> (RunOutcome, Vec<C::Input>) {
+        let discarded: Vec<C::Input> = {
             let mut g = self.shared.lock();
-            g.commands.clear();
+            let commands = std::mem::take(&mut g.commands);
             g.outputs.clear();
             g.commands.push_back(Command::Shutdown);
             g.last_progress = Instant::now();
-        }
+            commands
+                .into_iter()
+                .filter_map(|c| match c {
+                    Command::Input(i) => Some(i),
+                    _ => None,
+                })
+                .collect()
+        };
         self.shared.to_worker.notify_all();
+        (self.stop_worker_thread(), discarded)
+    }
+
+    fn stop_worker_thread(&mut self) -> RunOutcome {
         if self.abandoned {
             // Detached already; it was announced when it was abandoned.
             self.thread.take();

@@ -4,7 +4,7 @@
 //! application (the `new-sample` signal and the Rust callback).
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,11 +36,23 @@ pub struct Counters {
     pub rendered: AtomicU64,
     /// Buffers dropped by the `leaky` policy.
     pub dropped: AtomicU64,
+    /// Bytes of the dropped buffers.
+    pub dropped_bytes: AtomicU64,
+    /// Running time (ns) of the first and the last dropped buffer (`u64::MAX`: none).
+    pub first_drop_ns: AtomicU64,
+    /// See `first_drop_ns`.
+    pub last_drop_ns: AtomicU64,
+    /// Buffers queued and never consumed because the element stopped without EOS.
+    pub discarded: AtomicU64,
+    /// Bytes of the discarded buffers.
+    pub discarded_bytes: AtomicU64,
+    /// Buffers queued for the consumer and not taken yet.
+    pub queued_items: AtomicU64,
     /// Consumer panics survived with `on-consumer-panic=drop`.
     pub panics: AtomicU64,
     /// Workers abandoned by the watchdog.
     pub abandoned: AtomicU64,
-    /// Bytes written to the file.
+    /// Bytes written to the file (what `write` accepted, partial writes included).
     pub bytes_written: AtomicU64,
     /// Bytes queued for the consumer and not taken yet.
     pub queued_bytes: AtomicU64,
@@ -79,12 +91,33 @@ pub enum PanicPolicy {
     Drop,
 }
 
-/// One item for the consumer.
-pub struct Item {
-    /// The sample (buffer, caps, segment).
-    pub sample: gst::Sample,
-    /// Its size, subtracted from the queued bytes when taken.
-    pub size: u64,
+/// One item for the consumer, in stream order.
+pub enum Item {
+    /// A sample to consume.
+    Sample {
+        /// The sample (buffer, caps, segment).
+        sample: gst::Sample,
+        /// Its size, subtracted from the queued bytes when taken.
+        size: u64,
+    },
+    /// A byte-format segment: the following data is written from this offset (a muxer
+    /// rewriting its headers). Queued in order with the samples; never dropped.
+    Seek(u64),
+}
+
+impl Item {
+    /// The bytes it carries.
+    pub fn size(&self) -> u64 {
+        match self {
+            Item::Sample { size, .. } => *size,
+            Item::Seek(_) => 0,
+        }
+    }
+
+    /// Whether a `leaky` policy may drop it (samples only, never a seek).
+    pub fn droppable(&self) -> bool {
+        matches!(self, Item::Sample { .. })
+    }
 }
 
 enum Sink {
@@ -92,6 +125,10 @@ enum Sink {
         file: File,
         path: PathBuf,
         fsync: bool,
+        /// Bytes taken and not written yet (small buffers are written together).
+        pending: Vec<u8>,
+        /// Where the next byte goes (after `pending`), for seeks.
+        position: u64,
     },
     App {
         callback: Option<Arc<Mutex<Callback>>>,
@@ -109,6 +146,62 @@ pub struct Consumer {
 /// Writes in pieces of this size, with a heartbeat between them, so a large buffer written to a
 /// slow but working disk is progress and not a wedge.
 const WRITE_CHUNK: usize = 1 << 20;
+/// Small buffers are gathered up to this size before a `write` (the worker writes what it
+/// holds as soon as its queue is empty, so nothing waits in memory while the sink is idle).
+const GATHER: usize = 256 * 1024;
+
+/// Maps a failed write like `filesink`: a full disk or quota is `NO_SPACE_LEFT`, the rest a
+/// write error; the text says what was not written.
+fn write_error(path: &std::path::Path, e: &std::io::Error, unwritten: u64) -> CodecError {
+    let kind = match e.raw_os_error() {
+        // ENOSPC, EDQUOT
+        Some(28) | Some(122) => CodecErrorKind::NoSpaceLeft,
+        _ => CodecErrorKind::Write,
+    };
+    let what = match e.raw_os_error() {
+        Some(28) => "no space left on the device".to_owned(),
+        Some(122) => "disk quota exceeded".to_owned(),
+        Some(27) => "the file is too large for the file system".to_owned(),
+        _ => e.to_string(),
+    };
+    CodecError::new(
+        kind,
+        format!(
+            "writing to '{}' failed: {what}; {unwritten} byte(s) taken by the consumer were not written",
+            path.display()
+        ),
+    )
+}
+
+/// Writes all of `data`, counting every byte `write` accepts (a partial write included).
+fn write_counting(
+    file: &mut File,
+    path: &std::path::Path,
+    data: &[u8],
+    counters: &Counters,
+    out: &mut Emitter<'_, ()>,
+) -> Result<(), CodecError> {
+    let mut done = 0;
+    while done < data.len() {
+        let end = (done + WRITE_CHUNK).min(data.len());
+        match file.write(&data[done..end]) {
+            Ok(0) => {
+                let e = std::io::Error::new(std::io::ErrorKind::WriteZero, "write returned 0");
+                return Err(write_error(path, &e, (data.len() - done) as u64));
+            }
+            Ok(n) => {
+                done += n;
+                counters
+                    .bytes_written
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                out.heartbeat();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(write_error(path, &e, (data.len() - done) as u64)),
+        }
+    }
+    Ok(())
+}
 
 impl Consumer {
     /// Opens the target (this may block: it runs on the worker, under the watchdog).
@@ -126,7 +219,13 @@ impl Consumer {
                         format!("could not open '{}' for writing: {e}", path.display()),
                     )
                 })?;
-                Sink::File { file, path, fsync }
+                Sink::File {
+                    file,
+                    path,
+                    fsync,
+                    pending: Vec::new(),
+                    position: 0,
+                }
             }
             Target::App { callback } => Sink::App { callback },
         };
@@ -144,26 +243,31 @@ impl Consumer {
         out: &mut Emitter<'_, ()>,
     ) -> Result<(), CodecError> {
         match &mut self.sink {
-            Sink::File { file, path, .. } => {
+            Sink::File {
+                file,
+                path,
+                pending,
+                position,
+                ..
+            } => {
                 let Some(buffer) = sample.buffer() else {
                     return Ok(());
                 };
                 let map = buffer.map_readable().map_err(|_| {
                     CodecError::new(CodecErrorKind::Write, "could not map a buffer for reading")
                 })?;
-                for chunk in map.as_slice().chunks(WRITE_CHUNK) {
-                    file.write_all(chunk).map_err(|e| {
-                        CodecError::new(
-                            CodecErrorKind::Write,
-                            format!("writing to '{}' failed: {e}", path.display()),
-                        )
-                    })?;
-                    self.counters
-                        .bytes_written
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    out.heartbeat();
+                let data = map.as_slice();
+                *position += data.len() as u64;
+                if pending.len() + data.len() <= GATHER {
+                    pending.extend_from_slice(data);
+                    return Ok(());
                 }
-                Ok(())
+                if !pending.is_empty() {
+                    let r = write_counting(file, path, pending, &self.counters, out);
+                    pending.clear();
+                    r?;
+                }
+                write_counting(file, path, data, &self.counters, out)
             }
             Sink::App { callback } => {
                 if let Some(cb) = callback {
@@ -195,16 +299,24 @@ impl Codec for Consumer {
     type Output = ();
 
     fn push(&mut self, item: Item, out: &mut Emitter<'_, ()>) -> Result<(), CodecError> {
-        self.counters.queued_bytes.fetch_sub(
-            item.size
-                .min(self.counters.queued_bytes.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
-        if let Some(rt) = item
-            .sample
+        let (sample, size) = match item {
+            Item::Seek(offset) => return self.seek(offset, out),
+            Item::Sample { sample, size } => (sample, size),
+        };
+        let _ =
+            self.counters
+                .queued_items
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        let _ =
+            self.counters
+                .queued_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(size))
+                });
+        if let Some(rt) = sample
             .segment()
             .and_then(|s| s.downcast_ref::<gst::ClockTime>())
-            .zip(item.sample.buffer().and_then(|b| b.pts()))
+            .zip(sample.buffer().and_then(|b| b.pts()))
             .and_then(|(seg, pts)| seg.to_running_time(pts))
         {
             self.counters
@@ -212,9 +324,9 @@ impl Codec for Consumer {
                 .store(rt.nseconds(), Ordering::Relaxed);
         }
         match self.on_panic {
-            PanicPolicy::Fail => self.deliver(&item.sample, out)?,
+            PanicPolicy::Fail => self.deliver(&sample, out)?,
             PanicPolicy::Drop => {
-                match catch_unwind(AssertUnwindSafe(|| self.deliver(&item.sample, out))) {
+                match catch_unwind(AssertUnwindSafe(|| self.deliver(&sample, out))) {
                     Ok(r) => r?,
                     Err(payload) => {
                         let text = payload
@@ -243,8 +355,21 @@ impl Codec for Consumer {
         Ok(())
     }
 
-    fn drain(&mut self, _out: &mut Emitter<'_, ()>) -> Result<(), CodecError> {
-        if let Sink::File { file, path, fsync } = &mut self.sink {
+    fn in_flight(&self) -> bool {
+        matches!(&self.sink, Sink::File { pending, .. } if !pending.is_empty())
+    }
+
+    fn poll(&mut self, out: &mut Emitter<'_, ()>) -> Result<(), CodecError> {
+        // The queue is empty: write what was gathered.
+        self.write_pending(out)
+    }
+
+    fn drain(&mut self, out: &mut Emitter<'_, ()>) -> Result<(), CodecError> {
+        self.write_pending(out)?;
+        if let Sink::File {
+            file, path, fsync, ..
+        } = &mut self.sink
+        {
             file.flush().map_err(|e| {
                 CodecError::new(
                     CodecErrorKind::Write,
@@ -261,5 +386,88 @@ impl Codec for Consumer {
             }
         }
         Ok(())
+    }
+}
+
+impl Consumer {
+    fn write_pending(&mut self, out: &mut Emitter<'_, ()>) -> Result<(), CodecError> {
+        if let Sink::File {
+            file,
+            path,
+            pending,
+            ..
+        } = &mut self.sink
+            && !pending.is_empty()
+        {
+            let r = write_counting(file, path, pending, &self.counters, out);
+            pending.clear();
+            r?;
+        }
+        Ok(())
+    }
+
+    /// A byte segment: what follows is written at `offset` (as `filesink` does, only when it
+    /// differs from where the next byte would go).
+    fn seek(&mut self, offset: u64, out: &mut Emitter<'_, ()>) -> Result<(), CodecError> {
+        self.write_pending(out)?;
+        if let Sink::File {
+            file,
+            path,
+            position,
+            ..
+        } = &mut self.sink
+            && *position != offset
+        {
+            file.seek(SeekFrom::Start(offset)).map_err(|e| {
+                CodecError::new(
+                    CodecErrorKind::Write,
+                    format!(
+                        "seeking in '{}' to byte {offset} (asked by a byte segment from upstream) failed: {e}",
+                        path.display()
+                    ),
+                )
+            })?;
+            *position = offset;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // A stop without EOS: what the consumer took is still written (this runs on the
+        // worker, under the bound of the shutdown); what was queued is counted by the element.
+        if let Sink::File {
+            file,
+            path,
+            pending,
+            ..
+        } = &mut self.sink
+            && !pending.is_empty()
+        {
+            let data = std::mem::take(pending);
+            let mut done = 0;
+            while done < data.len() {
+                match file.write(&data[done..]) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        done += n;
+                        self.counters
+                            .bytes_written
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        gst::warning!(
+                            gst::CAT_RUST,
+                            "vigilsink: {} bytes for '{}' were not written at stop: {e}",
+                            data.len() - done,
+                            path.display()
+                        );
+                        break;
+                    }
+                }
+            }
+        }
     }
 }

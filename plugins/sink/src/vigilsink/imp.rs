@@ -16,6 +16,12 @@ use vigil_core::{Phase, RunOutcome, WorkerConfig, WorkerError, WorkerHandle};
 
 use super::consumer::{Callback, Consumer, Counters, Item, PanicPolicy, Target};
 
+/// Writes to a FIFO, a socket or a device are not seekable.
+fn is_seekable_target(path: &std::path::Path) -> bool {
+    // A file that does not exist yet is created as a regular file.
+    std::fs::metadata(path).map_or(true, |m| m.is_file())
+}
+
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "vigilsink",
@@ -30,7 +36,7 @@ const WHAT_APP: &str = "the application consumer";
 const DEFAULT_MAX_BUFFERS: u32 = 16;
 const DEFAULT_MAX_BYTES: u64 = 0;
 const DEFAULT_MAX_TIME: u64 = 0;
-const DEFAULT_LEAKY: Leaky = Leaky::DropNew;
+const DEFAULT_LEAKY: Leaky = Leaky::Auto;
 const DEFAULT_BACKPRESSURE_INTERVAL: u32 = 1000;
 const DEFAULT_ON_CONSUMER_PANIC: OnConsumerPanic = OnConsumerPanic::Error;
 const DEFAULT_WATCHDOG_TIMEOUT: u32 = 5000;
@@ -55,6 +61,13 @@ pub enum Leaky {
     /// Wait for room: nothing is dropped and the backpressure reaches upstream.
     #[enum_value(name = "Wait for room (backpressure reaches upstream)", nick = "block")]
     Block = 2,
+    /// `block` when upstream is not live (lossless, like `filesink`), `drop-new` when it is
+    /// (a live pipeline is never held): decided from the latency query at the first buffer.
+    #[enum_value(
+        name = "block when upstream is not live, drop-new when it is",
+        nick = "auto"
+    )]
+    Auto = 3,
 }
 
 /// What a panic in a Rust consumer does.
@@ -160,6 +173,10 @@ struct State {
     settings: Settings,
     /// Running time of the newest queued buffer (for `max-time`).
     newest_running_time: Option<gst::ClockTime>,
+    /// The policy in use (`auto` resolved at the first buffer of the run).
+    leaky: Option<Leaky>,
+    /// Drops already summarised in a WARNING (at an earlier EOS).
+    drops_reported: u64,
 }
 
 pub struct VigilSink {
@@ -169,6 +186,10 @@ pub struct VigilSink {
     callback: Mutex<Option<Arc<Mutex<Callback>>>>,
     /// Set by `unlock`: a render waiting for room returns at once.
     interrupt: Arc<AtomicBool>,
+    /// The `leaky` policy in use (for `stats`): `auto` until the first buffer decides it.
+    leaky_in_use: Mutex<Leaky>,
+    /// Between `start` and `stop` (READY and up): the location is in use.
+    file_open: AtomicBool,
 }
 
 impl Default for VigilSink {
@@ -179,6 +200,8 @@ impl Default for VigilSink {
             counters: Mutex::new(Arc::new(Counters::default())),
             callback: Mutex::new(None),
             interrupt: Arc::new(AtomicBool::new(false)),
+            leaky_in_use: Mutex::new(DEFAULT_LEAKY),
+            file_open: AtomicBool::new(false),
         }
     }
 }
@@ -214,22 +237,21 @@ impl VigilSink {
     }
 
     fn stats(&self) -> gst::Structure {
+        // From the counters only: never waits for a streaming thread holding the state.
         let c = self.counters.lock().unwrap().clone();
-        let queued = self
-            .state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|s| s.worker.queued())
-            .unwrap_or(0);
         let calls = c.render_calls.load(Ordering::Relaxed);
+        let leaky = *self.leaky_in_use.lock().unwrap();
         gst::Structure::builder("vigil-sink-stats")
             .field("rendered", c.rendered.load(Ordering::Relaxed))
             .field("dropped", c.dropped.load(Ordering::Relaxed))
-            .field("queued", queued as u64)
+            .field("dropped-bytes", c.dropped_bytes.load(Ordering::Relaxed))
+            .field("discarded", c.discarded.load(Ordering::Relaxed))
+            .field("discarded-bytes", c.discarded_bytes.load(Ordering::Relaxed))
+            .field("queued", c.queued_items.load(Ordering::Relaxed))
             .field("panics", c.panics.load(Ordering::Relaxed))
             .field("abandoned", c.abandoned.load(Ordering::Relaxed))
             .field("bytes-written", c.bytes_written.load(Ordering::Relaxed))
+            .field("leaky", leaky)
             .field("render-max-us", c.render_max_us.load(Ordering::Relaxed))
             .field(
                 "render-mean-us",
@@ -239,6 +261,23 @@ impl VigilSink {
                     .unwrap_or(0),
             )
             .build()
+    }
+
+    /// Resolves `leaky=auto` for this run: `block` unless upstream says it is live.
+    fn resolve_leaky(&self, configured: Leaky) -> Leaky {
+        if configured != Leaky::Auto {
+            return configured;
+        }
+        let pad = self.obj().static_pad("sink").unwrap();
+        let mut q = gst::query::Latency::new();
+        let live = pad.peer_query(&mut q) && q.result().0;
+        let mode = if live { Leaky::DropNew } else { Leaky::Block };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "leaky=auto: upstream live {live}, using {mode:?}"
+        );
+        mode
     }
 
     /// Posts what a worker failure needs and gives the flow return.
@@ -256,7 +295,7 @@ impl VigilSink {
     fn full(&self, state: &State) -> bool {
         let c = self.counters.lock().unwrap().clone();
         let s = &state.settings;
-        let queued = state.worker.queued();
+        let queued = c.queued_items.load(Ordering::Relaxed) as usize;
         if queued >= s.max_buffers as usize {
             return true;
         }
@@ -300,30 +339,92 @@ impl VigilSink {
             .and_then(|s| s.downcast_ref::<gst::ClockTime>())
             .zip(sample.buffer().and_then(|b| b.pts()))
             .and_then(|(seg, pts)| seg.to_running_time(pts));
+        let leaky = match state.leaky {
+            Some(l) => l,
+            None => {
+                let l = self.resolve_leaky(state.settings.leaky);
+                state.leaky = Some(l);
+                *self.leaky_in_use.lock().unwrap() = l;
+                l
+            }
+        };
+        let item = Item::Sample { sample, size };
         let post;
-        match state.settings.leaky {
-            Leaky::Block => {
-                drop(guard);
-                return self.render_blocking(Item { sample, size }, running_time);
+        match leaky {
+            Leaky::Block | Leaky::Auto => {
+                // Waits for room without polling: woken by the consumer's progress, timed,
+                // interruptible (unlock, flush) and under the watchdog.
+                let s = state.settings.clone();
+                let c = counters.clone();
+                let room = move || {
+                    // The bytes counted include this buffer's own.
+                    if s.max_bytes > 0
+                        && c.queued_bytes.load(Ordering::Relaxed).saturating_sub(size)
+                            >= s.max_bytes
+                    {
+                        return false;
+                    }
+                    if s.max_time > 0
+                        && let Some(rt) = running_time
+                    {
+                        let consumer = c.consumer_running_time.load(Ordering::Relaxed);
+                        if rt.nseconds().saturating_sub(consumer) >= s.max_time {
+                            return false;
+                        }
+                    }
+                    true
+                };
+                counters.queued_bytes.fetch_add(size, Ordering::Relaxed);
+                counters.queued_items.fetch_add(1, Ordering::Relaxed);
+                let max = state.settings.max_buffers as usize;
+                if let Err(e) = state.worker.submit_when_room(item, max, room) {
+                    counters.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                    let _ = counters.queued_items.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    );
+                    drop(guard);
+                    return Err(self.fail(what, e));
+                }
+                state.newest_running_time = running_time.or(state.newest_running_time);
+                return Ok(gst::FlowSuccess::Ok);
             }
             Leaky::DropNew | Leaky::DropOld => {
                 if let Err(e) = state.worker.poll_health(Phase::Streaming) {
                     drop(guard);
                     return Err(self.fail(what, e));
                 }
-                let mut dropped_one = false;
+                let mut dropped: Option<(u64, Option<gst::ClockTime>)> = None;
+                let mut item = Some(item);
                 if self.full(state) {
-                    if state.settings.leaky == Leaky::DropNew {
-                        dropped_one = true;
-                    } else if let Some(old) = state.worker.drop_oldest() {
-                        counters.queued_bytes.fetch_sub(old.size, Ordering::Relaxed);
-                        dropped_one = true;
+                    if leaky == Leaky::DropNew {
+                        dropped = Some((size, running_time));
+                        item = None;
+                    } else if let Some(old) = state.worker.drop_oldest_matching(Item::droppable) {
+                        counters
+                            .queued_bytes
+                            .fetch_sub(old.size(), Ordering::Relaxed);
+                        let _ = counters.queued_items.fetch_update(
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                            |n| n.checked_sub(1),
+                        );
+                        let rt = match &old {
+                            Item::Sample { sample, .. } => sample
+                                .segment()
+                                .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+                                .zip(sample.buffer().and_then(|b| b.pts()))
+                                .and_then(|(seg, pts)| seg.to_running_time(pts)),
+                            Item::Seek(_) => None,
+                        };
+                        dropped = Some((old.size(), rt));
                     }
                 }
-                let take_new = !(dropped_one && state.settings.leaky == Leaky::DropNew);
-                if take_new {
+                if let Some(item) = item {
                     counters.queued_bytes.fetch_add(size, Ordering::Relaxed);
-                    match state.worker.try_submit(Item { sample, size }) {
+                    counters.queued_items.fetch_add(1, Ordering::Relaxed);
+                    match state.worker.try_submit(item) {
                         Ok(Ok(())) => {
                             state.newest_running_time = running_time.or(state.newest_running_time);
                         }
@@ -331,25 +432,46 @@ impl VigilSink {
                             // The queue filled up under us: this one is dropped after all.
                             counters
                                 .queued_bytes
-                                .fetch_sub(item.size, Ordering::Relaxed);
-                            dropped_one = true;
+                                .fetch_sub(item.size(), Ordering::Relaxed);
+                            let _ = counters.queued_items.fetch_update(
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                                |n| n.checked_sub(1),
+                            );
+                            dropped = Some((size, running_time));
                         }
                         Err(e) => {
                             counters.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                            let _ = counters.queued_items.fetch_update(
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                                |n| n.checked_sub(1),
+                            );
                             drop(guard);
                             return Err(self.fail(what, e));
                         }
                     }
                 }
-                if dropped_one {
+                if let Some((bytes, rt)) = dropped {
                     counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    counters.dropped_bytes.fetch_add(bytes, Ordering::Relaxed);
+                    if let Some(rt) = rt {
+                        let ns = rt.nseconds();
+                        let _ = counters.first_drop_ns.compare_exchange(
+                            0,
+                            ns.max(1),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                        counters.last_drop_ns.fetch_max(ns, Ordering::Relaxed);
+                    }
                     post = state.backpressure.on_drop(interval);
                 } else {
                     post = state.backpressure.on_queued(interval);
                 }
             }
         }
-        let queued = guard.as_ref().map(|s| s.worker.queued()).unwrap_or(0);
+        let queued = counters.queued_items.load(Ordering::Relaxed) as usize;
         drop(guard);
         if let Some((n, pressure)) = post {
             self.post_backpressure(n, pressure, queued);
@@ -357,39 +479,87 @@ impl VigilSink {
         Ok(gst::FlowSuccess::Ok)
     }
 
-    /// `leaky=block`: waits for room (count, bytes and time bounds), interruptibly and under
-    /// the watchdog; nothing is dropped and upstream is held meanwhile.
-    fn render_blocking(
-        &self,
-        item: Item,
-        running_time: Option<gst::ClockTime>,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+    /// Ends a run without EOS (PAUSED to READY, or a stop): discards what is still queued,
+    /// counting it and saying so, and lets the consumer finish what it holds.
+    fn end_run(&self) {
         let counters = self.counters.lock().unwrap().clone();
-        loop {
-            if self.interrupt.load(Ordering::SeqCst) {
-                return Err(gst::FlowError::Flushing);
-            }
+        let (what, discarded, outcome) = {
             let mut guard = self.state.lock().unwrap();
-            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-            let what = state.what;
-            if !self.full(state) {
-                let size = item.size;
-                counters.queued_bytes.fetch_add(size, Ordering::Relaxed);
-                if let Err(e) = state.worker.submit(item) {
-                    counters.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-                    drop(guard);
-                    return Err(self.fail(what, e));
-                }
-                state.newest_running_time = running_time.or(state.newest_running_time);
-                return Ok(gst::FlowSuccess::Ok);
-            }
-            if let Err(e) = state.worker.poll_health(Phase::Streaming) {
-                drop(guard);
-                return Err(self.fail(what, e));
-            }
-            drop(guard);
-            std::thread::sleep(Duration::from_millis(2));
+            let Some(state) = guard.as_mut() else {
+                return;
+            };
+            let discarded = state.worker.discard_queued();
+            let outcome = state.worker.settle();
+            state.leaky = None;
+            state.newest_running_time = None;
+            (state.what, discarded, outcome)
+        };
+        counters.queued_items.store(0, Ordering::Relaxed);
+        counters.queued_bytes.store(0, Ordering::Relaxed);
+        self.announce_discarded(&counters, &discarded);
+        if outcome != RunOutcome::Completed {
+            counters.abandoned.fetch_add(1, Ordering::Relaxed);
         }
+        vigil_core::report_teardown(&self.element(), what, outcome);
+    }
+
+    fn announce_discarded(&self, counters: &Counters, discarded: &[Item]) {
+        let samples: Vec<&Item> = discarded.iter().filter(|i| i.droppable()).collect();
+        let n = samples.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let bytes: u64 = samples.iter().map(|i| i.size()).sum();
+        counters.discarded.fetch_add(n, Ordering::Relaxed);
+        counters.discarded_bytes.fetch_add(bytes, Ordering::Relaxed);
+        gst::element_imp_warning!(
+            self,
+            gst::ResourceError::Write,
+            ("stopped without EOS: {} queued buffer(s) ({} bytes) were discarded and not written", n, bytes),
+            details: gst::Structure::builder("vigil-sink-loss")
+                .field("discarded", n)
+                .field("discarded-bytes", bytes)
+                .build()
+        );
+    }
+
+    /// A run that dropped buffers says so before its EOS: how many, how many bytes, and the
+    /// running time they span.
+    fn warn_about_drops(&self) {
+        let counters = self.counters.lock().unwrap().clone();
+        let dropped = counters.dropped.load(Ordering::Relaxed);
+        let reported = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else {
+                return;
+            };
+            std::mem::replace(&mut state.drops_reported, dropped)
+        };
+        let n = dropped.saturating_sub(reported);
+        if n == 0 {
+            return;
+        }
+        let bytes = counters.dropped_bytes.load(Ordering::Relaxed);
+        let first = counters.first_drop_ns.load(Ordering::Relaxed);
+        let last = counters.last_drop_ns.load(Ordering::Relaxed);
+        let span = if first > 0 {
+            format!(
+                " between running time {} and {}",
+                gst::ClockTime::from_nseconds(first),
+                gst::ClockTime::from_nseconds(last)
+            )
+        } else {
+            String::new()
+        };
+        gst::element_imp_warning!(
+            self,
+            gst::ResourceError::Write,
+            ("{} buffer(s) ({} bytes) were dropped because the consumer fell behind{}: the output is incomplete", n, bytes, span),
+            details: gst::Structure::builder("vigil-sink-loss")
+                .field("dropped", n)
+                .field("dropped-bytes", bytes)
+                .build()
+        );
     }
 
     /// Waits for the consumer to take everything and, for a file, to sync it.
@@ -431,9 +601,53 @@ impl ObjectSubclass for VigilSink {
     const NAME: &'static str = "VigilSink";
     type Type = super::VigilSink;
     type ParentType = gst_base::BaseSink;
+    type Interfaces = (gst::URIHandler,);
+}
+
+impl URIHandlerImpl for VigilSink {
+    const URI_TYPE: gst::URIType = gst::URIType::Sink;
+
+    fn protocols() -> &'static [&'static str] {
+        &["file"]
+    }
+
+    fn uri(&self) -> Option<String> {
+        let location = self.settings.lock().unwrap().location.clone()?;
+        let path = if location.is_absolute() {
+            location
+        } else {
+            std::env::current_dir().ok()?.join(location)
+        };
+        glib::filename_to_uri(&path, None)
+            .ok()
+            .map(|u| u.to_string())
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        if self.file_open.load(Ordering::SeqCst) {
+            return Err(glib::Error::new(
+                gst::URIError::BadState,
+                "the URI of vigilsink cannot change while the file is open",
+            ));
+        }
+        let (path, _) = glib::filename_from_uri(uri).map_err(|e| {
+            glib::Error::new(
+                gst::URIError::BadUri,
+                &format!("'{uri}' is not a local file URI: {e}"),
+            )
+        })?;
+        self.settings.lock().unwrap().location = Some(path);
+        Ok(())
+    }
 }
 
 impl ObjectImpl for VigilSink {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // As filesink: writing a file is not paced by the clock unless asked (`sync=true`).
+        self.obj().set_sync(false);
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             #[allow(unused_mut)]
@@ -471,7 +685,7 @@ impl ObjectImpl for VigilSink {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("leaky", DEFAULT_LEAKY)
                     .nick("Leaky")
-                    .blurb("What a full queue does to a new buffer: drop it, drop the oldest, or block upstream")
+                    .blurb("What a full queue does to a new buffer: drop it, drop the oldest, block upstream, or auto (block unless upstream is live, then drop-new; stats says which)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("backpressure-interval")
@@ -497,7 +711,7 @@ impl ObjectImpl for VigilSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("rendered, dropped, queued, panics, abandoned, bytes-written, render-max-us, render-mean-us")
+                    .blurb("rendered, dropped, dropped-bytes, discarded, discarded-bytes (queued and never written: a stop without EOS), queued, panics, abandoned, bytes-written, leaky (in use), render-max-us, render-mean-us")
                     .read_only()
                     .build(),
             ];
@@ -523,6 +737,20 @@ impl ObjectImpl for VigilSink {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
+            "location" if self.file_open.load(Ordering::SeqCst) => {
+                // As filesink: the file is open (READY and up); the getter keeps telling the
+                // location in use.
+                let asked = value.get::<Option<String>>().unwrap().unwrap_or_default();
+                drop(s);
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Settings,
+                    (
+                        "changing location to '{}' while the file is open is not supported: set it in NULL",
+                        asked
+                    )
+                );
+            }
             "location" => {
                 s.location = value
                     .get::<Option<String>>()
@@ -585,6 +813,21 @@ impl ElementImpl for VigilSink {
             )
         });
         Some(&*META)
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        let ret = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToReady {
+            // The run ends here (GstBaseSink keeps the file open until NULL, and the bus of a
+            // pipeline going to NULL drops what is posted then): what was queued and never
+            // written is counted and announced now, and the consumer finishes what it holds,
+            // bounded by the watchdog.
+            self.end_run();
+        }
+        Ok(ret)
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
@@ -669,34 +912,62 @@ impl BaseSinkImpl for VigilSink {
             }
         }
         self.interrupt.store(false, Ordering::SeqCst);
+        self.file_open.store(true, Ordering::SeqCst);
+        *self.leaky_in_use.lock().unwrap() = settings.leaky;
         *self.state.lock().unwrap() = Some(State {
             worker,
             what,
             backpressure: Backpressure::default(),
             settings,
             newest_running_time: None,
+            leaky: None,
+            drops_reported: 0,
         });
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.file_open.store(false, Ordering::SeqCst);
         let Some(mut state) = self.state.lock().unwrap().take() else {
             return Ok(());
         };
-        let queued = state.worker.queued();
+        let counters = self.counters.lock().unwrap().clone();
+        let queued = counters.queued_items.load(Ordering::Relaxed) as usize;
         if let Some((n, p)) = state.backpressure.take_remainder("stop") {
             self.post_backpressure(n, p, queued);
         }
-        let outcome = state.worker.shutdown();
+        let (outcome, discarded) = state.worker.shutdown_discarding();
         if outcome != RunOutcome::Completed {
-            self.counters
-                .lock()
-                .unwrap()
-                .abandoned
-                .fetch_add(1, Ordering::Relaxed);
+            counters.abandoned.fetch_add(1, Ordering::Relaxed);
         }
+        counters.queued_items.store(0, Ordering::Relaxed);
+        counters.queued_bytes.store(0, Ordering::Relaxed);
+        self.announce_discarded(&counters, &discarded);
         vigil_core::report_teardown(&self.element(), state.what, outcome);
         Ok(())
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Seeking(q) = query.view_mut() {
+            // Seekable in bytes for a regular file, as filesink; never for FIFOs, sockets,
+            // devices or the application.
+            let fmt = q.format();
+            let seekable = fmt == gst::Format::Bytes
+                && self
+                    .settings
+                    .lock()
+                    .unwrap()
+                    .location
+                    .as_deref()
+                    .is_some_and(is_seekable_target);
+            q.set(
+                seekable,
+                gst::GenericFormattedValue::new(fmt, 0),
+                gst::GenericFormattedValue::new(fmt, -1),
+            );
+            return true;
+        }
+        BaseSinkImplExt::parent_query(self, query)
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
@@ -730,7 +1001,25 @@ impl BaseSinkImpl for VigilSink {
                     let _ = vigil_core::report_outcome(&self.element(), what, outcome);
                     return false;
                 }
+                self.warn_about_drops();
                 return self.parent_event(event);
+            }
+            gst::EventView::Segment(seg) => {
+                // A byte segment is a seek in the output (a muxer rewriting its headers): it is
+                // queued in order with the buffers and applied on the worker.
+                let segment = seg.segment();
+                if segment.format() == gst::Format::Bytes {
+                    let start = segment.start().value().max(0) as u64;
+                    let mut guard = self.state.lock().unwrap();
+                    if let Some(state) = guard.as_mut() {
+                        let what = state.what;
+                        if let Err(e) = state.worker.submit(Item::Seek(start)) {
+                            drop(guard);
+                            let _ = self.fail(what, e);
+                            return false;
+                        }
+                    }
+                }
             }
             gst::EventView::FlushStop(_) => {
                 let mut guard = self.state.lock().unwrap();

@@ -14,7 +14,8 @@ pub use imp::{Leaky, OnConsumerPanic};
 glib::wrapper! {
     /// The `vigilsink` element.
     pub struct VigilSink(ObjectSubclass<imp::VigilSink>)
-        @extends gst_base::BaseSink, gst::Element, gst::Object;
+        @extends gst_base::BaseSink, gst::Element, gst::Object,
+        @implements gst::URIHandler;
 }
 
 impl VigilSink {

@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: MPL-2.0
+//! `vigilsink` as a drop-in for `filesink` (issue 11): seekable like it (muxers that seek back
+//! write the same bytes), lossless by default when not live, `sync=false`, honest about what a
+//! stop discards and what drops lost, write errors mapped like it, a `file://` URI handler.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use gst::prelude::*;
+use vigil_tests::*;
+
+/// Runs `head ! SINK` twice, once into `filesink` and once into `vigilsink`, and returns both
+/// files.
+fn both(dir: &Path, name: &str, head: &str) -> (PathBuf, PathBuf, RunLog) {
+    let a = dir.join(format!("{name}.filesink"));
+    let b = dir.join(format!("{name}.vigilsink"));
+    let log = run_to_end(
+        &format!("{head} ! filesink location={}", a.display()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{name} filesink: {}",
+        log.error_text()
+    );
+    let log = run_to_end(
+        &format!("{head} ! vigilsink location={}", b.display()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{name} vigilsink: {}",
+        log.error_text()
+    );
+    (a, b, log)
+}
+
+fn ffprobe_duration(path: &Path) -> Option<f64> {
+    let (ok, out, _) = run_tool(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(path),
+        Duration::from_secs(30),
+    );
+    if !ok {
+        return None;
+    }
+    out.trim().parse().ok()
+}
+
+#[test]
+fn muxers_that_seek_back_write_the_same_bytes_as_filesink() {
+    init();
+    let dir = scratch("sink-muxers");
+    let video =
+        "videotestsrc num-buffers=60 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1";
+    let audio = "audiotestsrc num-buffers=100 ! audio/x-raw,format=S16LE,rate=48000,channels=2";
+    let cases = [
+        ("avi", format!("{video} ! avimux")),
+        ("wav", format!("{audio} ! wavenc")),
+        ("flac", format!("{audio} ! flacenc")),
+        (
+            "mp4",
+            format!("{video} ! vigilsvtav1enc preset=12 ! av1parse ! mp4mux"),
+        ),
+        (
+            "mkv",
+            format!("{video} ! vigilsvtav1enc preset=12 ! av1parse ! matroskamux"),
+        ),
+    ];
+    for (name, head) in cases {
+        let (a, b, log) = both(&dir, name, &head);
+        assert!(log.warnings.is_empty(), "{name}: {:?}", log.warnings);
+        let (fa, fb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert_eq!(fa.len(), fb.len(), "{name}: sizes differ");
+        let diffs: Vec<usize> = (0..fa.len()).filter(|&i| fa[i] != fb[i]).collect();
+        if name == "mkv" {
+            // Only the random segment and track UIDs and the writing date may differ.
+            for d in &diffs {
+                let at = &fb[d.saturating_sub(24)..*d];
+                assert!(
+                    at.windows(2)
+                        .any(|w| w == [0x73, 0xa4] || w == [0x73, 0xc5] || w == [0x44, 0x61]),
+                    "{name}: byte {d} differs outside the UIDs and the date"
+                );
+            }
+        } else if name == "mp4" {
+            // The creation and modification times of mvhd, tkhd and mdhd (4 bytes each).
+            assert!(
+                diffs.len() <= 12,
+                "{name}: {} bytes differ, beyond the dates ({diffs:?})",
+                diffs.len()
+            );
+            for d in &diffs {
+                let at = &fb[d.saturating_sub(32)..*d];
+                assert!(
+                    at.windows(4)
+                        .any(|w| w == b"mvhd" || w == b"tkhd" || w == b"mdhd"),
+                    "{name}: byte {d} differs outside a date field"
+                );
+            }
+        } else {
+            assert!(diffs.is_empty(), "{name}: {} bytes differ", diffs.len());
+        }
+        if have_tool("ffprobe") {
+            let (da, db) = (ffprobe_duration(&a), ffprobe_duration(&b));
+            assert!(
+                db.is_some_and(|d| d > 0.0),
+                "{name}: ffprobe finds no duration in {}",
+                b.display()
+            );
+            assert_eq!(da, db, "{name}: durations differ");
+        }
+    }
+    // The Matroska file has its index (Cues) and duration: the muxer could seek back.
+    let mkv = std::fs::read(dir.join("mkv.vigilsink")).unwrap();
+    let cues = [0x1c, 0x53, 0xbb, 0x6b];
+    assert!(
+        mkv.windows(4).any(|w| w == cues),
+        "the Matroska file has no Cues"
+    );
+}
+
+#[test]
+fn seeking_query_answers_like_filesink() {
+    init();
+    let dir = scratch("sink-seeking");
+    let file = dir.join("regular.bin");
+    let fifo = dir.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (location, want) in [(Some(&file), true), (Some(&fifo), false), (None, false)] {
+        let sink = gst::ElementFactory::make("vigilsink").build().unwrap();
+        if let Some(l) = location {
+            sink.set_property("location", l.display().to_string());
+        }
+        let pad = sink.static_pad("sink").unwrap();
+        let mut q = gst::query::Seeking::new(gst::Format::Bytes);
+        assert!(pad.query(&mut q));
+        assert_eq!(q.result().0, want, "{location:?}");
+        let mut q = gst::query::Seeking::new(gst::Format::Time);
+        assert!(pad.query(&mut q));
+        assert!(!q.result().0, "time is never seekable");
+    }
+}
+
+#[test]
+fn defaults_are_lossless_when_not_live_and_never_hold_a_live_pipeline() {
+    init();
+    let dir = scratch("sink-lossless");
+    let sink = gst::ElementFactory::make("vigilsink").build().unwrap();
+    assert!(
+        !sink.property::<bool>("sync"),
+        "sync defaults to false, as filesink"
+    );
+    // 20 MB through a queue of 16: every byte arrives, nothing dropped.
+    let input = dir.join("input.bin");
+    let data: Vec<u8> = (0..20_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(&input, &data).unwrap();
+    let out = dir.join("copy.bin");
+    let p = pipeline(&format!(
+        "filesrc location={} blocksize=65536 ! vigilsink name=s location={}",
+        input.display(),
+        out.display()
+    ));
+    let log = run(&p, Duration::from_secs(60), Duration::from_millis(200));
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{}",
+        log.error_text()
+    );
+    let stats = p.by_name("s").unwrap().property::<gst::Structure>("stats");
+    stop_within(&p, Duration::from_secs(2));
+    assert_eq!(std::fs::read(&out).unwrap(), data, "the copy differs");
+    assert_eq!(stats.get::<u64>("dropped").unwrap(), 0);
+    assert_eq!(
+        stats.get::<u64>("bytes-written").unwrap(),
+        data.len() as u64
+    );
+    let leaky = stats
+        .get::<gst::glib::Value>("leaky")
+        .map(|v| enum_nick(&v))
+        .unwrap_or_default();
+    assert_eq!(
+        leaky, "block",
+        "auto resolves to block when upstream is not live"
+    );
+    // 30000 small buffers: all written.
+    let out = dir.join("small.raw");
+    let log = run_to_end(
+        &format!(
+            "audiotestsrc num-buffers=30000 samplesperbuffer=480 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! vigilsink location={}",
+            out.display()
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{}",
+        log.error_text()
+    );
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 30000 * 1920);
+    // A live upstream: auto drops instead of holding it.
+    let p = pipeline(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=30/1 ! vigilsink name=s location={}",
+        dir.join("live.raw").display()
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = p.by_name("s").unwrap().property::<gst::Structure>("stats");
+    stop_within(&p, Duration::from_secs(2));
+    let leaky = stats
+        .get::<gst::glib::Value>("leaky")
+        .map(|v| enum_nick(&v))
+        .unwrap_or_default();
+    assert_eq!(
+        leaky, "drop-new",
+        "auto resolves to drop-new when upstream is live"
+    );
+}
+
+fn enum_nick(v: &gst::glib::Value) -> String {
+    gst::glib::EnumValue::from_value(v)
+        .map(|(_, e)| e.nick().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_run_that_dropped_data_warns_before_its_eos() {
+    init();
+    let dir = scratch("sink-lossy");
+    let out = dir.join("lossy.raw");
+    // A consumer slower than its input, told to drop: the run must say what it lost.
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers=60 ! video/x-raw,format=I420,width=160,height=120 ! vigilsink name=s leaky=drop-new max-buffers=2 fault-injection=slow=20:streaming location={}",
+        out.display()
+    ));
+    let log = run(&p, Duration::from_secs(30), Duration::from_millis(200));
+    let stats = p.by_name("s").unwrap().property::<gst::Structure>("stats");
+    stop_within(&p, Duration::from_secs(2));
+    assert!(log.errors.is_empty(), "{}", log.error_text());
+    let eos = log.eos.expect("EOS");
+    let dropped = stats.get::<u64>("dropped").unwrap();
+    assert!(dropped > 0, "the slow consumer dropped nothing: {stats}");
+    let loss = log
+        .warnings
+        .iter()
+        .find(|w| {
+            w.details
+                .as_ref()
+                .is_some_and(|d| d.name() == "vigil-sink-loss")
+        })
+        .unwrap_or_else(|| panic!("no loss WARNING: {:?}", log.warnings));
+    assert!(loss.at <= eos, "the loss WARNING comes before the EOS");
+    assert_eq!(
+        loss.details
+            .as_ref()
+            .unwrap()
+            .get::<u64>("dropped")
+            .unwrap(),
+        dropped
+    );
+    assert!(loss.text.contains("dropped"), "{}", loss.text);
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().len(),
+        (60 - dropped) * 160 * 120 * 3 / 2,
+        "bytes on disk are what was not dropped"
+    );
+}
+
+#[test]
+fn a_stop_without_eos_counts_and_announces_what_it_discards() {
+    init();
+    let dir = scratch("sink-discard");
+    let out = dir.join("stopped.raw");
+    let p = pipeline(&format!(
+        "videotestsrc ! video/x-raw,format=I420,width=160,height=120 ! vigilsink name=s leaky=block max-buffers=8 fault-injection=slow=30:streaming location={}",
+        out.display()
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let sink = p.by_name("s").unwrap();
+    // To READY first: the bus of a pipeline going to NULL drops what is pending.
+    p.set_state(gst::State::Ready).unwrap();
+    let stats = sink.property::<gst::Structure>("stats");
+    let discarded = stats.get::<u64>("discarded").unwrap();
+    assert!(discarded > 0, "a full queue was discarded: {stats}");
+    assert_eq!(
+        stats.get::<u64>("discarded-bytes").unwrap(),
+        discarded * 160 * 120 * 3 / 2
+    );
+    let written = stats.get::<u64>("bytes-written").unwrap();
+    assert_eq!(
+        written,
+        std::fs::metadata(&out).unwrap().len(),
+        "bytes-written = bytes on disk"
+    );
+    assert_eq!(
+        stats.get::<u64>("rendered").unwrap() * 160 * 120 * 3 / 2,
+        written,
+        "every rendered buffer is on disk"
+    );
+    let bus = p.bus().unwrap();
+    let mut warned = false;
+    while let Some(m) = bus.pop() {
+        if let gst::MessageView::Warning(w) = m.view()
+            && w.details().is_some_and(|d| d.name() == "vigil-sink-loss")
+        {
+            assert!(
+                w.error()
+                    .to_string()
+                    .contains(&format!("{discarded} queued")),
+                "{}",
+                w.error()
+            );
+            warned = true;
+        }
+    }
+    assert!(warned, "no WARNING for the discarded buffers");
+    stop_within(&p, Duration::from_secs(2));
+}
+
+#[test]
+fn location_cannot_change_while_open_and_the_getter_tells_the_truth() {
+    init();
+    let dir = scratch("sink-location");
+    let first = dir.join("first.raw");
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=64,height=64 ! vigilsink name=s location={}",
+        first.display()
+    ));
+    let sink = p.by_name("s").unwrap();
+    p.set_state(gst::State::Ready).unwrap();
+    sink.set_property("location", dir.join("second.raw").display().to_string());
+    assert_eq!(
+        sink.property::<String>("location"),
+        first.display().to_string()
+    );
+    let bus = p.bus().unwrap();
+    let warning = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(2),
+        &[gst::MessageType::Warning],
+    );
+    assert!(
+        warning.is_some_and(|m| matches!(m.view(), gst::MessageView::Warning(w) if w.error().to_string().contains("location"))),
+        "a WARNING names the refused change"
+    );
+    stop_within(&p, Duration::from_secs(2));
+    // In NULL it is accepted, and the next run writes the new file.
+    let second = dir.join("second.raw");
+    sink.set_property("location", second.display().to_string());
+    let log = run(&p, Duration::from_secs(10), Duration::from_millis(100));
+    stop_within(&p, Duration::from_secs(2));
+    assert!(
+        log.eos.is_some() && log.errors.is_empty(),
+        "{}",
+        log.error_text()
+    );
+    assert_eq!(
+        std::fs::metadata(&second).unwrap().len(),
+        5 * 64 * 64 * 3 / 2
+    );
+}
+
+#[test]
+fn a_full_disk_is_no_space_left_and_says_what_was_not_written() {
+    init();
+    let log = run_to_end(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=64,height=64 ! vigilsink location=/dev/full",
+        Duration::from_secs(10),
+    );
+    assert!(log.eos.is_none(), "no clean EOS over a failed write");
+    let e = log.errors.first().expect("an ERROR");
+    assert!(e.text.contains("no space left"), "{}", e.text);
+    assert!(e.text.contains("not written"), "{}", e.text);
+    assert!(
+        e.debug.contains("vigilsink") || e.source.contains("vigilsink"),
+        "{e:?}"
+    );
+    // The GError is RESOURCE NO_SPACE_LEFT, as filesink's.
+    let p = pipeline(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=64,height=64 ! vigilsink location=/dev/full",
+    );
+    let bus = p.bus().unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let msg = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
+        .expect("an ERROR");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    assert!(
+        err.error().matches(gst::ResourceError::NoSpaceLeft),
+        "{:?}",
+        err.error()
+    );
+    stop_within(&p, Duration::from_secs(2));
+}
+
+#[test]
+fn file_uris_are_handled() {
+    init();
+    let dir = scratch("sink-uri");
+    let sink = gst::ElementFactory::make("vigilsink").build().unwrap();
+    let handler = sink
+        .dynamic_cast_ref::<gst::URIHandler>()
+        .expect("a URI handler");
+    assert_eq!(handler.protocols(), vec!["file"]);
+    let path = dir.join("from uri.raw");
+    let uri = gst::glib::filename_to_uri(&path, None).unwrap();
+    handler.set_uri(&uri).unwrap();
+    assert_eq!(
+        sink.property::<String>("location"),
+        path.display().to_string()
+    );
+    assert_eq!(handler.uri().as_deref(), Some(uri.as_str()));
+    assert!(handler.set_uri("http://example.com/x").is_err());
+}
