@@ -242,6 +242,8 @@ enum Event {
 /// The system under test: one pipeline with one vigil element.
 struct Sut {
     setup: Setup,
+    /// What the bus received, taken by `read_bus`.
+    messages: Arc<Mutex<Vec<gst::Message>>>,
     pipeline: gst::Pipeline,
     element: gst::Element,
     flow: Arc<Flow>,
@@ -369,6 +371,16 @@ fn build(setup: &Setup) -> Sut {
     };
     let pipeline = pipeline(&desc);
     let element = pipeline.by_name("el").expect("element");
+    // Every message as it is posted: a pipeline going to NULL drops what is pending on its
+    // bus, and a teardown WARNING posted on the way (PAUSED -> READY -> NULL in one call) is
+    // still an announcement (an application sees it with a sync handler, or by going to READY
+    // first).
+    let messages: Arc<Mutex<Vec<gst::Message>>> = Arc::default();
+    let m = messages.clone();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        m.lock().unwrap().push(msg.clone());
+        gst::BusSyncReply::Drop
+    });
     if setup.kind == Kind::Failover {
         let uris = gst::Array::new(
             raw.iter()
@@ -430,6 +442,7 @@ fn build(setup: &Setup) -> Sut {
     }
     Sut {
         setup: setup.clone(),
+        messages,
         pipeline,
         element,
         flow,
@@ -467,8 +480,8 @@ impl Sut {
 
     /// Reads the bus; returns whether anything announced an abandonment.
     fn read_bus(&mut self) {
-        let bus = self.pipeline.bus().unwrap();
-        while let Some(msg) = bus.pop() {
+        let messages: Vec<gst::Message> = std::mem::take(&mut *self.messages.lock().unwrap());
+        for msg in messages {
             match msg.view() {
                 gst::MessageView::Error(e) => {
                     let watchdog = e
@@ -640,6 +653,8 @@ impl Sut {
 
     /// Starts a new run record (after the element left PAUSED for READY, or a flush).
     fn new_run(&mut self, flushed: bool) {
+        // An abandonment announced in the part that ends stays announced until NULL.
+        self.announced |= self.abandoned();
         self.run.clear();
         if !flushed {
             self.failed_earlier = false;

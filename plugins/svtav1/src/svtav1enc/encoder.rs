@@ -144,6 +144,82 @@ fn check(code: i32, what: &str, kind: CodecErrorKind) -> Result<(), CodecError> 
     }
 }
 
+/// Finds which setting SVT-AV1 refused, for an error that names what the user set: the
+/// configuration is rebuilt from the library defaults, adding one setting at a time and
+/// validating after each, on the same (not yet initialised) handle.
+fn refused_configuration(handle: *mut svt::EbComponentType, setup: &EncoderSetup) -> String {
+    let size = format!("{}x{}", setup.width, setup.height);
+    // SAFETY: zeroed is a valid bit pattern; init_handle is not called again, the defaults
+    // come from a scratch configuration filled by the parser's defaults below.
+    let mut config: svt::EbSvtAv1EncConfiguration = unsafe { std::mem::zeroed() };
+    let mut scratch: *mut svt::EbComponentType = ptr::null_mut();
+    // SAFETY: out-pointers are valid; the scratch handle only fills the defaults.
+    let code = unsafe { svt::svt_av1_enc_init_handle(&mut scratch, ptr::null_mut(), &mut config) };
+    if code != EB_ERROR_NONE {
+        return format!("SVT-AV1 refused the configuration for {size}");
+    }
+    // SAFETY: the scratch handle was never initialised: deinit_handle frees it alone.
+    unsafe { svt::svt_av1_enc_deinit_handle(scratch) };
+    config.source_width = setup.width;
+    config.source_height = setup.height;
+    config.encoder_bit_depth = if setup.format == VideoFormat::I42010le {
+        10
+    } else {
+        8
+    };
+    config.encoder_color_format = svt::EbColorFormat::EB_YUV420;
+    if setup.fps.0 > 0 && setup.fps.1 > 0 {
+        config.frame_rate_numerator = setup.fps.0;
+        config.frame_rate_denominator = setup.fps.1;
+    }
+    let valid = |config: &mut svt::EbSvtAv1EncConfiguration| {
+        // SAFETY: the handle is valid and not initialised; set_parameter validates and copies.
+        unsafe { svt::svt_av1_enc_set_parameter(handle, config) == EB_ERROR_NONE }
+    };
+    if !valid(&mut config) {
+        return format!(
+            "SVT-AV1 refused the frame size {size} and format {:?}",
+            setup.format
+        );
+    }
+    for (k, v) in &setup.parameters {
+        if apply_parameter(&mut config, k, v).is_err() {
+            return format!(
+                "SVT-AV1 refused the parameter '{k}={v}' (unknown key or value out of range)"
+            );
+        }
+        if !valid(&mut config) {
+            return format!(
+                "SVT-AV1 refused '{k}={v}' for {size} with the settings before it (properties, then parameters-string): {}",
+                parameter_rule(k)
+            );
+        }
+    }
+    config.force_key_frames = u8::from(setup.force_key_frames);
+    if !valid(&mut config) {
+        return "SVT-AV1 refused forced key frames with this rate control and prediction structure"
+            .into();
+    }
+    format!("SVT-AV1 refused the configuration for {size}")
+}
+
+/// What SVT-AV1 1.4 requires of an option, where it is known.
+fn parameter_rule(key: &str) -> &'static str {
+    match key {
+        "tile-columns" | "tile-rows" => {
+            "AV1 allows at most 16 tile columns and 128 tiles (tile-columns <= 4, tile-columns + tile-rows <= 7), and tiles no smaller than the picture allows"
+        }
+        "rc" | "tbr" | "mbr" => {
+            "rate control modes have prerequisites (CBR needs low delay; a maximum bitrate needs CRF)"
+        }
+        "pred-struct" => {
+            "the prediction structure must agree with the rate control (CBR: low delay)"
+        }
+        "lookahead" => "the look-ahead is -1 (auto) or 0 to 120 frames",
+        _ => "see SvtAv1EncApp --help for its rule",
+    }
+}
+
 /// Applies `key=value` through SVT's own parser, so every option means what it means to
 /// SvtAv1EncApp.
 fn apply_parameter(
@@ -224,11 +300,12 @@ impl SvtEncoder {
             config.force_key_frames = u8::from(setup.force_key_frames);
             // SAFETY: handle and config are valid.
             let code = unsafe { svt::svt_av1_enc_set_parameter(handle.0, &mut config) };
-            check(
-                code,
-                "configuration (see the log above for the parameter it refused)",
-                CodecErrorKind::Settings,
-            )?;
+            if code != EB_ERROR_NONE {
+                return Err(CodecError::new(
+                    CodecErrorKind::Settings,
+                    refused_configuration(handle.0, setup),
+                ));
+            }
             // SAFETY: handle is configured.
             let code = unsafe { svt::svt_av1_enc_init(handle.0) };
             check(code, "initialisation", CodecErrorKind::Init)?;

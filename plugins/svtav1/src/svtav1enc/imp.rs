@@ -135,9 +135,12 @@ impl Default for Settings {
 
 impl Settings {
     /// SVT 1.4 forces key frames with random access and CRF or CQP only.
+    /// Whether forced key frames are honoured with what is finally configured (the
+    /// `parameters-string` may change the rate control or the prediction structure).
     fn can_force_key_frames(&self) -> bool {
-        matches!(self.rate_control, RateControl::Crf | RateControl::Cqp)
-            && self.pred_structure == PredStructure::RandomAccess
+        self.parameters(Vec::new())
+            .map(|p| force_key_frames_allowed(&p))
+            .unwrap_or(false)
     }
 
     /// Refuses what SVT 1.4 cannot do, with a sentence that says why.
@@ -151,6 +154,22 @@ impl Settings {
             return Err(
                 "max-bitrate caps a CRF encode only; use target-bitrate with vbr or cbr".to_owned(),
             );
+        }
+        // AV1 (Annex A.3): at most 16 tile columns and 128 tiles; the properties are log2.
+        if self.tile_columns > 4 {
+            return Err(format!(
+                "tile-columns={} asks for {} tile columns; AV1 allows at most 16 (tile-columns <= 4)",
+                self.tile_columns,
+                1u64 << self.tile_columns.min(63)
+            ));
+        }
+        if self.tile_columns + self.tile_rows > 7 {
+            return Err(format!(
+                "tile-columns={} tile-rows={} asks for {} tiles; AV1 allows at most 128 (tile-columns + tile-rows <= 7)",
+                self.tile_columns,
+                self.tile_rows,
+                1u64 << (self.tile_columns + self.tile_rows).min(63)
+            ));
         }
         parse_parameters_string(&self.parameters_string).map(|_| ())
     }
@@ -199,8 +218,106 @@ impl Settings {
     }
 }
 
-/// Splits `key=value` pairs separated by `:` (as SvtAv1EncApp `--svtav1-params`) or spaces.
+/// SvtAv1EncApp options the element owns: what it derives from the caps or from its own
+/// mechanics. A `parameters-string` that sets one would contradict the caps (a bitstream of
+/// another size, depth or rate than `codec_data` says), or crash the library (a height larger
+/// than the frames handed in), so it is refused, with the reason.
+const OWNED_KEYS: &[(&str, &str)] = &[
+    ("width", "the frame width comes from the input caps"),
+    ("w", "the frame width comes from the input caps"),
+    ("height", "the frame height comes from the input caps"),
+    ("h", "the frame height comes from the input caps"),
+    (
+        "forced-max-frame-width",
+        "the frame width comes from the input caps",
+    ),
+    (
+        "forced-max-frame-height",
+        "the frame height comes from the input caps",
+    ),
+    (
+        "input-depth",
+        "the bit depth comes from the input format (I420: 8, I420_10LE: 10)",
+    ),
+    (
+        "color-format",
+        "the colour format comes from the input caps (4:2:0)",
+    ),
+    ("fps", "the frame rate comes from the input caps"),
+    ("fps-num", "the frame rate comes from the input caps"),
+    ("fps-denom", "the frame rate comes from the input caps"),
+    (
+        "color-primaries",
+        "the colour description comes from the caps' colorimetry",
+    ),
+    (
+        "transfer-characteristics",
+        "the colour description comes from the caps' colorimetry",
+    ),
+    (
+        "matrix-coefficients",
+        "the colour description comes from the caps' colorimetry",
+    ),
+    (
+        "color-range",
+        "the colour range comes from the caps' colorimetry",
+    ),
+    (
+        "resize-mode",
+        "the coded frame size must stay the size of the caps",
+    ),
+    (
+        "resize-denom",
+        "the coded frame size must stay the size of the caps",
+    ),
+    (
+        "resize-kf-denom",
+        "the coded frame size must stay the size of the caps",
+    ),
+    ("frames", "the stream ends with the element's EOS"),
+    ("n", "the stream ends with the element's EOS"),
+    ("skip", "every input frame is encoded"),
+    ("input", "frames come from the pipeline"),
+    ("i", "frames come from the pipeline"),
+    ("output", "packets go to the pipeline"),
+    ("b", "packets go to the pipeline"),
+    ("recon", "the element has no reconstruction output"),
+    ("o", "the element has no reconstruction output"),
+    ("pass", "multi-pass encoding needs the whole input first"),
+    ("passes", "multi-pass encoding needs the whole input first"),
+    ("stats", "multi-pass encoding needs the whole input first"),
+];
+
+/// Splits `key=value` pairs separated by `:` (as SvtAv1EncApp `--svtav1-params`) or spaces,
+/// refusing the keys the element owns.
 fn parse_parameters_string(s: &str) -> Result<Vec<(String, String)>, String> {
+    let pairs = split_parameters_string(s)?;
+    for (k, _) in &pairs {
+        let bare = k.trim_start_matches('-');
+        if let Some((_, why)) = OWNED_KEYS.iter().find(|(o, _)| *o == bare) {
+            return Err(format!(
+                "parameters-string: '{k}' cannot be set: the element owns it ({why})"
+            ));
+        }
+    }
+    Ok(pairs)
+}
+
+/// Whether SVT-AV1 1.4 honours forced key frames with these final options (the properties,
+/// then the `parameters-string`, the last value of a key winning): only CRF/CQP
+/// (`rc=0`) with random access (`pred-struct=2`).
+fn force_key_frames_allowed(parameters: &[(String, String)]) -> bool {
+    let last = |key: &str| {
+        parameters
+            .iter()
+            .rev()
+            .find(|(k, _)| k.trim_start_matches('-') == key)
+            .map(|(_, v)| v.as_str())
+    };
+    last("rc").is_none_or(|v| v == "0") && last("pred-struct").is_none_or(|v| v == "2")
+}
+
+fn split_parameters_string(s: &str) -> Result<Vec<(String, String)>, String> {
     s.split([':', ' ', '\n'])
         .filter(|item| !item.trim().is_empty())
         .map(|item| {
@@ -369,6 +486,16 @@ impl VigilSvtAv1Enc {
                 )
             ));
         }
+        if w % 2 != 0 || h % 2 != 0 {
+            return Err(gst::error_msg!(
+                gst::StreamError::Format,
+                (
+                    "frame size {}x{}: SVT-AV1 needs an even width and height for 4:2:0; scale or crop to an even size (videoscale, videocrop)",
+                    w,
+                    h
+                )
+            ));
+        }
         if info.is_interlaced() {
             return Err(gst::error_msg!(
                 gst::StreamError::Format,
@@ -408,7 +535,7 @@ impl VigilSvtAv1Enc {
                 u32::try_from(fps.denom()).unwrap_or(0),
             ),
             parameters: parameters.clone(),
-            force_key_frames: settings.can_force_key_frames(),
+            force_key_frames: force_key_frames_allowed(&parameters),
         };
         let mut config = WorkerConfig::new("vigil-svtav1", settings.watchdog_timeout);
         config.input_capacity = 4;
