@@ -233,7 +233,12 @@ struct Flow {
 /// A message of the run, in bus order.
 #[derive(Debug, Clone)]
 enum Event {
-    Error { text: String, watchdog: bool },
+    Error {
+        text: String,
+        watchdog: bool,
+        /// The `phase` of a watchdog ERROR.
+        phase: Option<String>,
+    },
     Eos,
     WatchdogWarning,
     Loss,
@@ -487,7 +492,9 @@ impl Sut {
                     let watchdog = e
                         .details()
                         .is_some_and(|d| d.name() == vigil_core_details());
+                    let phase = e.details().and_then(|d| d.get::<String>("phase").ok());
                     self.run.push(Event::Error {
+                        phase,
                         text: format!(
                             "{}: {} ({:?})",
                             msg.src().map(|s| s.path_string()).unwrap_or_default(),
@@ -561,7 +568,7 @@ impl Sut {
         }
         if harmful
             && !self.failed_earlier
-            && let Some(Event::Error { text, watchdog }) =
+            && let Some(Event::Error { text, watchdog, .. }) =
                 self.run.iter().find(|e| matches!(e, Event::Error { .. }))
             && !watchdog
         {
@@ -574,10 +581,11 @@ impl Sut {
             let error_before = self.run[..eos]
                 .iter()
                 .any(|e| matches!(e, Event::Error { .. }));
-            if let Some(Event::Error { text, .. }) = self.run[eos..]
-                .iter()
-                .find(|e| matches!(e, Event::Error { .. }))
-                && !error_before
+            // A flush's own failure belongs to the seek that followed the EOS (a seek right
+            // after an EOS can see the EOS message arrive after it was issued).
+            if let Some(Event::Error { text, .. }) = self.run[eos..].iter().find(
+                |e| matches!(e, Event::Error { phase, .. } if phase.as_deref() != Some("flush")),
+            ) && !error_before
             {
                 self.violation(format!("ERROR after a clean EOS: {text}"));
             }

@@ -239,6 +239,8 @@ pub struct SequenceHeader {
     pub full_range: bool,
     /// `film_grain_params_present`.
     pub film_grain: bool,
+    /// From `timing_info` with a picture interval: one picture lasts `.0 / .1` seconds.
+    pub frame_duration: Option<(u64, u64)>,
 }
 
 impl SequenceHeader {
@@ -264,10 +266,16 @@ impl SequenceHeader {
             let mut decoder_model_info_present = false;
             let mut buffer_delay_length = 0;
             if timing_info_present {
-                r.bits(32)?;
-                r.bits(32)?;
-                if r.flag()? {
-                    r.uvlc()?;
+                let units = r.bits(32)?;
+                let time_scale = r.bits(32)?;
+                let ticks = if r.flag()? {
+                    u64::from(r.uvlc()?) + 1
+                } else {
+                    1
+                };
+                if units > 0 && time_scale > 0 {
+                    // One picture lasts `units * ticks / time_scale` seconds.
+                    sh.frame_duration = Some((u64::from(units) * ticks, u64::from(time_scale)));
                 }
                 decoder_model_info_present = r.flag()?;
                 if decoder_model_info_present {

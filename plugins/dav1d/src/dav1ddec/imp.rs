@@ -207,7 +207,8 @@ struct State {
     consecutive_errors: u32,
     inputs: u64,
     frames_out: u64,
-    /// End of the last output frame, for frames without a PTS.
+    /// End of the last output frame, for frames without a PTS (the segment start before the
+    /// first one).
     next_pts: Option<gst::ClockTime>,
     last_duration: Option<gst::ClockTime>,
     /// Frames libdav1d holds before the first picture (for the latency query).
@@ -400,7 +401,12 @@ impl VigilDav1dDec {
             (state.consecutive_errors, failed)
         };
         if already_failed {
+            // One failure, one ERROR: nothing more is posted after it.
             return Err(gst::FlowError::Error);
+        }
+        if self.interrupt.load(Ordering::SeqCst) {
+            // Stopping or flushing: what libdav1d reports while it is torn down is not news.
+            return Ok(());
         }
         if max_errors >= 0 && i64::from(count) > i64::from(max_errors) {
             gst::element_imp_error!(
@@ -431,7 +437,7 @@ impl VigilDav1dDec {
     /// Turns a decoded frame into the buffer to push: new caps first if its format, size or
     /// colorimetry differ from the current ones, then timestamps.
     fn finish_frame(&self, frame: DecodedFrame) -> Result<gst::Buffer, gst::FlowError> {
-        let (info, caps_changed) = {
+        let (info, caps_changed, sh_duration) = {
             let mut state = self.state.lock().unwrap();
             state.consecutive_errors = 0;
             let sh = state
@@ -448,7 +454,11 @@ impl VigilDav1dDec {
                 gst::FlowError::NotNegotiated
             })?;
             let changed = state.out_info.as_ref() != Some(&info) || state.out_hdr != state.hdr;
-            (info, changed)
+            let sh_duration = sh
+                .as_ref()
+                .and_then(|sh| sh.frame_duration)
+                .and_then(|(n, d)| gst::ClockTime::SECOND.mul_div_floor(n, d));
+            (info, changed, sh_duration)
         };
         if caps_changed {
             let mut caps = info.to_caps().map_err(|_| gst::FlowError::NotNegotiated)?;
@@ -459,6 +469,15 @@ impl VigilDav1dDec {
             };
             gst::debug!(CAT, imp = self, "output caps for the next frame: {caps}");
             if self.obj().update_src_caps(&caps).is_err() {
+                // While stopping or flushing, or after the run already failed, a refused
+                // caps change is the teardown, not a new failure: nothing is posted.
+                if self.interrupt.load(Ordering::SeqCst) {
+                    return Err(gst::FlowError::Flushing);
+                }
+                if self.state.lock().unwrap().failed {
+                    return Err(gst::FlowError::Error);
+                }
+                self.state.lock().unwrap().failed = true;
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Negotiation,
@@ -471,16 +490,20 @@ impl VigilDav1dDec {
             state.out_hdr = hdr;
         }
         let mut state = self.state.lock().unwrap();
-        let pts = frame
-            .pts
-            .map(gst::ClockTime::from_nseconds)
-            .or(state.next_pts)
-            .or(Some(gst::ClockTime::ZERO));
+        // Timestamps: upstream's when the frame has one; otherwise the end of the previous
+        // frame, the first one at the segment start, each lasting one frame of the caps'
+        // frame rate (or the duration upstream gave). With neither a timestamp nor a known
+        // duration a frame gets no PTS (never a made-up 0 repeated on every frame).
         let duration = (frame.duration > 0)
             .then(|| gst::ClockTime::from_nseconds(frame.duration))
             .or_else(|| state.input.frame_duration())
+            .or(sh_duration)
             .or(state.last_duration);
-        state.next_pts = pts.zip(duration).map(|(p, d)| p + d).or(pts);
+        let pts = frame
+            .pts
+            .map(gst::ClockTime::from_nseconds)
+            .or(state.next_pts);
+        state.next_pts = pts.zip(duration).map(|(p, d)| p + d);
         state.last_duration = duration;
         state.frames_out += 1;
         drop(state);
@@ -987,6 +1010,9 @@ impl BaseTransformImpl for VigilDav1dDec {
                 let element = self.element();
                 let decoded_nothing =
                     outcome == RunOutcome::Completed && inputs > 0 && frames_out == 0 && !failed;
+                if decoded_nothing {
+                    self.state.lock().unwrap().failed = true;
+                }
                 let ok = vigil_core::conclude_drain(&element, WHAT, outcome, || {
                     if decoded_nothing {
                         gst::element_imp_error!(
@@ -1003,6 +1029,12 @@ impl BaseTransformImpl for VigilDav1dDec {
                 return ok.is_ok() && !decoded_nothing;
             }
             EventView::FlushStart(_) => self.interrupt.store(true, Ordering::SeqCst),
+            EventView::Segment(seg) => {
+                if let Ok(seg) = seg.segment().clone().downcast::<gst::ClockTime>() {
+                    self.state.lock().unwrap().next_pts =
+                        seg.start().or(Some(gst::ClockTime::ZERO));
+                }
+            }
             EventView::FlushStop(_) => {
                 self.interrupt.store(false, Ordering::SeqCst);
                 let worker = self.lend_worker();
@@ -1034,6 +1066,11 @@ impl BaseTransformImpl for VigilDav1dDec {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         if self.state.lock().unwrap().failed {
             return Err(gst::FlowError::Error);
+        }
+        if inbuf.size() == 0 {
+            // An empty buffer (a gap, a muxer's placeholder) is not a frame, and not an error.
+            gst::trace!(CAT, imp = self, "skipping an empty input buffer");
+            return Ok(gst::FlowSuccess::Ok);
         }
         if self.state.lock().unwrap().worker.is_none() {
             let (worker, delay) = self.start_worker()?;
