@@ -368,11 +368,10 @@ fn build(setup: &Setup) -> Sut {
                 path.display()
             )
         }
-        Kind::Failover => format!(
-            "vigilfailoversrc name=el stall-timeout=1000 retry-backoff-min=200 \
+        Kind::Failover => "vigilfailoversrc name=el stall-timeout=1000 retry-backoff-min=200 \
              video-caps=video/x-raw,format=I420,width=160,height=120,framerate=15/1 \
              el.video ! fakesink name=out sync=false el.audio ! fakesink sync=false"
-        ),
+            .to_string(),
     };
     let pipeline = pipeline(&desc);
     let element = pipeline.by_name("el").expect("element");
@@ -516,12 +515,11 @@ impl Sut {
                     }
                 }
                 gst::MessageView::Eos(_) => self.run.push(Event::Eos),
-                gst::MessageView::Element(e) => {
+                gst::MessageView::Element(e)
                     if e.structure()
-                        .is_some_and(|s| s.name().starts_with("vigil-sink-backpressure"))
-                    {
-                        self.run.push(Event::Loss);
-                    }
+                        .is_some_and(|s| s.name().starts_with("vigil-sink-backpressure")) =>
+                {
+                    self.run.push(Event::Loss);
                 }
                 _ => {}
             }

@@ -556,8 +556,15 @@ fn all_inputs_down_exhausted_with_continuous_filler_then_recovery() {
     let _serial = serial();
     let dir = scratch("failover-exhausted");
     let missing = file_uri(&dir.join("missing.mkv"));
-    let unknown = "vigilnosuchscheme://nowhere/x".to_string();
+    // A protocol without a source element is refused when added (failover_config.rs); a
+    // second input that fails at run time takes its place here.
+    let unknown = file_uri(&dir.join("also-missing.mkv"));
     let mut rig = Rig::new(&[&missing, &unknown], "");
+    assert!(
+        !rig.f
+            .emit_by_name::<bool>("add-uri", &[&"vigilnosuchscheme://nowhere/x"]),
+        "an unknown protocol is refused"
+    );
     assert!(
         rig.wait(Duration::from_secs(5), |r| r.status() == "exhausted"),
         "{:?}",

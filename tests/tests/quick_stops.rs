@@ -214,17 +214,13 @@ fn encoder_empty_and_short_runs_end_in_a_clean_eos() {
     // EOS while the worker is still starting (a large, slow preset: the codec is still
     // initialising when EOS arrives).
     assert_clean_eos_from_appsrc(
-        &format!(
-            "appsrc name=src format=time caps=video/x-raw,format=I420,width=1920,height=1080,framerate=30/1 \
-             ! vigilsvtav1enc preset=4 ! fakesink"
-        ),
+        "appsrc name=src format=time caps=video/x-raw,format=I420,width=1920,height=1080,framerate=30/1 \
+         ! vigilsvtav1enc preset=4 ! fakesink",
         vec![],
     );
     assert_clean_eos_from_appsrc(
-        &format!(
-            "appsrc name=src format=time caps=video/x-raw,format=I420,width=1920,height=1080,framerate=30/1 \
-             ! vigilsvtav1enc preset=12 ! fakesink"
-        ),
+        "appsrc name=src format=time caps=video/x-raw,format=I420,width=1920,height=1080,framerate=30/1 \
+         ! vigilsvtav1enc preset=12 ! fakesink",
         vec![raw_frame(1920, 1080)],
     );
 }

@@ -172,6 +172,41 @@ impl FailoverSrc {
         }
     }
 
+    /// Whether `uri` is a URI whose protocol has a source element here; the reason if not.
+    fn check_uri(uri: &str) -> Result<(), String> {
+        let protocol = uri.split_once("://").map(|(p, _)| p).unwrap_or_default();
+        let valid = protocol
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && protocol
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if !valid {
+            return Err(format!("'{uri}' is not a URI (protocol://location)"));
+        }
+        // The registry's own answer: is there a source element for it?
+        if gst::Element::make_from_uri(gst::URIType::Src, uri, None).is_err() {
+            return Err(format!(
+                "'{uri}': no source element handles the protocol '{protocol}' (is its plugin installed?)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a URI input if it is usable; otherwise a WARNING says why and nothing is added.
+    fn add_uri(&self, uri: String) -> bool {
+        if let Err(why) = Self::check_uri(&uri) {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::NotFound,
+                ("input refused: {}", why)
+            );
+            return false;
+        }
+        self.add_input(uri.clone(), Source::Uri(uri))
+    }
+
     fn add_input(&self, name: String, source: Source) -> bool {
         let added = self.inputs.lock().unwrap().add(name.clone(), source);
         gst::debug!(CAT, imp = self, "add input {name}: {added}");
@@ -217,6 +252,14 @@ impl FailoverSrc {
             let mut seen = std::collections::HashSet::new();
             for uri in uris {
                 if !seen.insert(uri.clone()) {
+                    continue;
+                }
+                if let Err(why) = Self::check_uri(&uri) {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::ResourceError::NotFound,
+                        ("input refused: {}", why)
+                    );
                     continue;
                 }
                 if let Some(spec) = old
@@ -633,12 +676,7 @@ impl ObjectImpl for FailoverSrc {
                     .action()
                     .class_handler(move |args| {
                         let uri = args[1].get::<String>().ok()?;
-                        Some(
-                            this(args)
-                                .imp()
-                                .add_input(uri.clone(), Source::Uri(uri))
-                                .to_value(),
-                        )
+                        Some(this(args).imp().add_uri(uri).to_value())
                     })
                     .build(),
                 glib::subclass::Signal::builder("remove-uri")
@@ -704,7 +742,20 @@ impl ObjectImpl for FailoverSrc {
                     .flatten()
                     .unwrap_or_else(|| DEFAULT_AUDIO_CAPS.parse().unwrap())
             }
-            "enable-audio" => s.enable_audio = value.get().unwrap(),
+            "enable-audio" => {
+                s.enable_audio = value.get().unwrap();
+                let enabled = s.enable_audio;
+                drop(s);
+                // The pads match the configuration: no audio pad without audio, so a recipe
+                // that links one fails at link time instead of waiting for ever.
+                let obj = self.obj();
+                let present = self.audio_pad.parent().is_some();
+                if enabled && !present {
+                    let _ = obj.add_pad(&self.audio_pad);
+                } else if !enabled && present {
+                    let _ = obj.remove_pad(&self.audio_pad);
+                }
+            }
             "stall-timeout" => s.stall_timeout = value.get().unwrap(),
             "standby" => s.standby = value.get().unwrap(),
             "retry-backoff-min" => s.retry_backoff_min = value.get().unwrap(),

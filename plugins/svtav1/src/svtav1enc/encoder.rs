@@ -363,7 +363,7 @@ impl SvtEncoder {
                     gst::CAT_RUST,
                     "SVT-AV1 refused the end of stream; its encoder instance is leaked"
                 );
-                std::mem::forget(h);
+                let _leaked = h.0; // the raw handle is not freed: the instance is leaked
             }
         }
         self.in_flight = 0;

@@ -1107,15 +1107,28 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
         let prepared = match state.prepared.take() {
             Some(p) if &p.incaps == incaps => p,
             other => {
+                // No encoder prepared for these caps (a preparation interrupted by a flush, or
+                // one for other caps): prepare it now.
                 drop(state);
                 if let Some(p) = other {
                     self.stop_worker(p.worker);
                 }
-                return Err(gst::loggable_error!(
-                    CAT,
-                    "the SVT-AV1 encoder could not be configured for {}",
-                    incaps
-                ));
+                match self.prepare(incaps) {
+                    Ok(p) => {
+                        state = self.state.lock().unwrap();
+                        p
+                    }
+                    Err(msg) => {
+                        if !self.interrupt.load(Ordering::SeqCst) {
+                            self.post_error_message(msg);
+                        }
+                        return Err(gst::loggable_error!(
+                            CAT,
+                            "the SVT-AV1 encoder could not be configured for {}",
+                            incaps
+                        ));
+                    }
+                }
             }
         };
         let old = state.worker.replace(prepared.worker);
