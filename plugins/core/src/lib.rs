@@ -25,8 +25,8 @@ pub use outcome::{
     report_teardown,
 };
 pub use worker::{
-    Codec, CodecError, CodecErrorKind, Emitter, WorkerConfig, WorkerContext, WorkerError,
-    WorkerHandle, interrupt_on_stop,
+    Codec, CodecError, CodecErrorKind, Emitter, SHUTDOWN_FALLBACK, WorkerConfig, WorkerContext,
+    WorkerError, WorkerHandle, interrupt_on_stop,
 };
 
 #[cfg(test)]
