@@ -1109,17 +1109,28 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
             other => {
                 // No encoder prepared for these caps (a preparation interrupted by a flush, or
                 // one for other caps): prepare it now.
+                let refused = state.failed_caps.as_ref() == Some(incaps);
                 drop(state);
                 if let Some(p) = other {
                     self.stop_worker(p.worker);
                 }
-                match self.prepare(incaps) {
+                // Caps already refused (and reported) are not tried again: one failure, one
+                // ERROR.
+                let prepared = if refused {
+                    Err(None)
+                } else {
+                    self.prepare(incaps).map_err(Some)
+                };
+                match prepared {
                     Ok(p) => {
                         state = self.state.lock().unwrap();
                         p
                     }
                     Err(msg) => {
-                        if !self.interrupt.load(Ordering::SeqCst) {
+                        if let Some(msg) = msg
+                            && !self.interrupt.load(Ordering::SeqCst)
+                        {
+                            self.state.lock().unwrap().failed_caps = Some(incaps.clone());
                             self.post_error_message(msg);
                         }
                         return Err(gst::loggable_error!(
