@@ -973,7 +973,7 @@ impl BaseSinkImpl for VigilSink {
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let started = Instant::now();
         let obj = self.obj();
-        let pad = obj.static_pad("sink").unwrap();
+        let pad = obj.sink_pad();
         let mut builder = gst::Sample::builder().buffer(buffer);
         let caps = pad.current_caps();
         if let Some(c) = caps.as_ref() {
