@@ -397,7 +397,9 @@ fn build(setup: &Setup) -> Sut {
     if let Some(pad) = &sinkpad {
         let f = flow.clone();
         pad.add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            gst::PadProbeType::BUFFER
+                | gst::PadProbeType::EVENT_DOWNSTREAM
+                | gst::PadProbeType::EVENT_FLUSH,
             move |_, info| {
                 match &info.data {
                     Some(gst::PadProbeData::Buffer(b)) => {
@@ -419,7 +421,9 @@ fn build(setup: &Setup) -> Sut {
         let f = flow.clone();
         let failover = setup.kind == Kind::Failover;
         pad.add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            gst::PadProbeType::BUFFER
+                | gst::PadProbeType::EVENT_DOWNSTREAM
+                | gst::PadProbeType::EVENT_FLUSH,
             move |_, info| {
                 match &info.data {
                     Some(gst::PadProbeData::Buffer(b)) => {

@@ -103,6 +103,14 @@ pub enum Item {
     /// A byte-format segment: the following data is written from this offset (a muxer
     /// rewriting its headers). Queued in order with the samples; never dropped.
     Seek(u64),
+    /// Small buffers for a file, gathered on the streaming thread (lossless mode only): one
+    /// queue entry and one hand-over for many buffers.
+    Bytes {
+        /// Their bytes, in order.
+        data: Vec<u8>,
+        /// How many buffers they were.
+        buffers: u64,
+    },
 }
 
 impl Item {
@@ -111,6 +119,16 @@ impl Item {
         match self {
             Item::Sample { size, .. } => *size,
             Item::Seek(_) => 0,
+            Item::Bytes { data, .. } => data.len() as u64,
+        }
+    }
+
+    /// The buffers it carries.
+    pub fn buffers(&self) -> u64 {
+        match self {
+            Item::Sample { .. } => 1,
+            Item::Seek(_) => 0,
+            Item::Bytes { buffers, .. } => *buffers,
         }
     }
 
@@ -302,6 +320,7 @@ impl Codec for Consumer {
         let (sample, size) = match item {
             Item::Seek(offset) => return self.seek(offset, out),
             Item::Sample { sample, size } => (sample, size),
+            Item::Bytes { data, buffers } => return self.write_gathered(&data, buffers, out),
         };
         let _ =
             self.counters
@@ -390,6 +409,47 @@ impl Codec for Consumer {
 }
 
 impl Consumer {
+    /// Writes buffers gathered by the streaming thread (a file target only).
+    fn write_gathered(
+        &mut self,
+        data: &[u8],
+        buffers: u64,
+        out: &mut Emitter<'_, ()>,
+    ) -> Result<(), CodecError> {
+        let _ =
+            self.counters
+                .queued_items
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        let _ =
+            self.counters
+                .queued_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(data.len() as u64))
+                });
+        if let Sink::File {
+            file,
+            path,
+            pending,
+            position,
+            ..
+        } = &mut self.sink
+        {
+            *position += data.len() as u64;
+            if !pending.is_empty() && pending.len() + data.len() <= GATHER {
+                pending.extend_from_slice(data);
+            } else {
+                if !pending.is_empty() {
+                    let r = write_counting(file, path, pending, &self.counters, out);
+                    pending.clear();
+                    r?;
+                }
+                write_counting(file, path, data, &self.counters, out)?;
+            }
+        }
+        self.counters.rendered.fetch_add(buffers, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn write_pending(&mut self, out: &mut Emitter<'_, ()>) -> Result<(), CodecError> {
         if let Sink::File {
             file,
