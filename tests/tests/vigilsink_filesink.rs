@@ -431,3 +431,47 @@ fn file_uris_are_handled() {
     assert_eq!(handler.uri().as_deref(), Some(uri.as_str()));
     assert!(handler.set_uri("http://example.com/x").is_err());
 }
+
+/// A consumer that wedges while a run ends (PAUSED -> READY) is abandoned with a WARNING; the
+/// next run cannot write, and its first ERROR says so with the watchdog details (never a bare
+/// "internal data stream error" from upstream).
+#[test]
+fn a_consumer_abandoned_when_a_run_ends_is_the_next_runs_error() {
+    init();
+    let dir = scratch("sink-abandoned-run");
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers=1 ! video/x-raw,format=I420,width=64,height=64 ! vigilsink name=s watchdog-timeout=500 fault-injection=wedge:drain location={}",
+        dir.join("x.raw").display()
+    ));
+    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<gst::Message>::new()));
+    let m = messages.clone();
+    p.bus().unwrap().set_sync_handler(move |_, msg| {
+        m.lock().unwrap().push(msg.clone());
+        gst::BusSyncReply::Drop
+    });
+    p.set_state(gst::State::Paused).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    p.set_state(gst::State::Ready).unwrap();
+    let warned = messages.lock().unwrap().iter().any(|m| {
+        matches!(m.view(), gst::MessageView::Warning(w)
+            if w.details().is_some_and(|d| d.name() == "vigil-watchdog"))
+    });
+    assert!(warned, "the abandonment at the end of the run is a WARNING");
+    messages.lock().unwrap().clear();
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let first_error = messages
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Error(e) => Some(e.details().map(|d| d.name().to_string())),
+            _ => None,
+        });
+    stop_within(&p, Duration::from_secs(2));
+    assert_eq!(
+        first_error,
+        Some(Some("vigil-watchdog".to_string())),
+        "the next run's first ERROR carries the watchdog details"
+    );
+}

@@ -200,6 +200,9 @@ pub struct VigilSink {
     leaky_in_use: Mutex<Leaky>,
     /// Between `start` and `stop` (READY and up): the location is in use.
     file_open: AtomicBool,
+    /// The consumer was abandoned while a run ended (PAUSED to READY): the next run's first
+    /// failure reports it as its ERROR.
+    abandoned_at_end_of_run: Mutex<Option<RunOutcome>>,
 }
 
 impl Default for VigilSink {
@@ -212,6 +215,7 @@ impl Default for VigilSink {
             interrupt: Arc::new(AtomicBool::new(false)),
             leaky_in_use: Mutex::new(DEFAULT_LEAKY),
             file_open: AtomicBool::new(false),
+            abandoned_at_end_of_run: Mutex::new(None),
         }
     }
 }
@@ -292,6 +296,15 @@ impl VigilSink {
 
     /// Posts what a worker failure needs and gives the flow return.
     fn fail(&self, what: &str, e: WorkerError) -> gst::FlowError {
+        if matches!(e, WorkerError::AlreadyFailed)
+            && let Some(outcome) = self.abandoned_at_end_of_run.lock().unwrap().take()
+        {
+            // The consumer was abandoned when the previous run ended (a WARNING then): this
+            // run cannot write anything, and its ERROR says why, with the watchdog details.
+            return vigil_core::report_outcome(&self.element(), what, outcome)
+                .err()
+                .unwrap_or(gst::FlowError::Error);
+        }
         if let WorkerError::Failed(RunOutcome::WatchdogAbandoned(_)) = &e {
             self.counters
                 .lock()
@@ -546,6 +559,7 @@ impl VigilSink {
         self.announce_discarded(&counters, &discarded);
         if outcome != RunOutcome::Completed {
             counters.abandoned.fetch_add(1, Ordering::Relaxed);
+            *self.abandoned_at_end_of_run.lock().unwrap() = Some(outcome.clone());
         }
         vigil_core::report_teardown(&self.element(), what, outcome);
     }
@@ -1015,6 +1029,7 @@ impl BaseSinkImpl for VigilSink {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.file_open.store(false, Ordering::SeqCst);
+        self.abandoned_at_end_of_run.lock().unwrap().take();
         let Some(mut state) = self.state.lock().unwrap().take() else {
             return Ok(());
         };
