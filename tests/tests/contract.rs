@@ -893,14 +893,23 @@ impl StateMachineTest for Contract {
                     // The flush starts the data of the run anew; what the flush itself posts
                     // (a wedged flush) belongs to the new part.
                     sut.check_run();
+                    let (before, flushed_before) = (sut.run.clone(), sut.run_flushed);
                     sut.new_run(true);
-                    sut.bounded("a flushing seek", move |p| {
+                    let flushed = sut.bounded("a flushing seek", move |p| {
                         p.seek_simple(
                             gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
                             gst::ClockTime::from_mseconds(pos),
                         )
                         .is_ok()
                     });
+                    if !flushed {
+                        // Refused (a source that cannot seek): no flush happened, the run goes
+                        // on as it was (a later EOS re-posted by the pipeline belongs to it).
+                        sut.read_bus();
+                        let after = std::mem::replace(&mut sut.run, before);
+                        sut.run.extend(after);
+                        sut.run_flushed = flushed_before;
+                    }
                 }
                 sut.dwell(d);
             }
