@@ -172,6 +172,9 @@ pub(super) struct OutputThread {
 enum Pushed {
     Go,
     Flushing,
+    /// Downstream returned EOS: the pad is told EOS once, and the clock goes on (a flush
+    /// starts it again).
+    DownstreamEos,
     Fatal(gst::FlowError),
 }
 
@@ -188,6 +191,9 @@ impl OutputThread {
         match r {
             Ok(_) | Err(gst::FlowError::NotLinked) => Pushed::Go,
             Err(gst::FlowError::Flushing) => Pushed::Flushing,
+            // Downstream wants no more data (it reached its end): not a failure, as for any
+            // GStreamer source.
+            Err(gst::FlowError::Eos) => Pushed::DownstreamEos,
             Err(e) => Pushed::Fatal(e),
         }
     }
@@ -217,6 +223,7 @@ impl OutputThread {
     pub fn run(self) {
         let video = self.format.bpf == 0;
         let mut sticky_sent = false;
+        let mut downstream_eos = false;
         // Running time of the first buffer since the last (re)start of the clocked loop, and
         // how many periods (video frames, audio samples) have been pushed since.
         let mut origin: Option<gst::ClockTime> = None;
@@ -291,7 +298,16 @@ impl OutputThread {
                     std::thread::sleep(Duration::from_millis(10));
                     origin = None;
                     sticky_sent = false;
+                    downstream_eos = false;
                     continue;
+                }
+                Pushed::DownstreamEos => {
+                    if !downstream_eos {
+                        downstream_eos = true;
+                        gst::debug!(CAT, "downstream of {} is at its end", self.pad.name());
+                        let _lock = self.pad.stream_lock();
+                        self.pad.push_event(gst::event::Eos::new());
+                    }
                 }
                 Pushed::Fatal(e) => {
                     if let Some(el) = self.element.upgrade() {
