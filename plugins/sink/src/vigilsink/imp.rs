@@ -200,9 +200,11 @@ pub struct VigilSink {
     leaky_in_use: Mutex<Leaky>,
     /// Between `start` and `stop` (READY and up): the location is in use.
     file_open: AtomicBool,
-    /// The consumer was abandoned while a run ended (PAUSED to READY): the next run's first
-    /// failure reports it as its ERROR.
+    /// The consumer was abandoned (or panicked) in a run: a later run's first failure reports
+    /// it as its ERROR (until NULL starts a new consumer).
     abandoned_at_end_of_run: Mutex<Option<RunOutcome>>,
+    /// This run has posted its failure already.
+    failure_reported_in_run: AtomicBool,
 }
 
 impl Default for VigilSink {
@@ -216,6 +218,7 @@ impl Default for VigilSink {
             leaky_in_use: Mutex::new(DEFAULT_LEAKY),
             file_open: AtomicBool::new(false),
             abandoned_at_end_of_run: Mutex::new(None),
+            failure_reported_in_run: AtomicBool::new(false),
         }
     }
 }
@@ -297,13 +300,19 @@ impl VigilSink {
     /// Posts what a worker failure needs and gives the flow return.
     fn fail(&self, what: &str, e: WorkerError) -> gst::FlowError {
         if matches!(e, WorkerError::AlreadyFailed)
-            && let Some(outcome) = self.abandoned_at_end_of_run.lock().unwrap().take()
+            && !self.failure_reported_in_run.swap(true, Ordering::SeqCst)
+            && let Some(outcome) = self.abandoned_at_end_of_run.lock().unwrap().clone()
         {
-            // The consumer was abandoned when the previous run ended (a WARNING then): this
-            // run cannot write anything, and its ERROR says why, with the watchdog details.
+            // The consumer was abandoned in an earlier run (reported then): this run cannot
+            // write anything, and its first failure says why, with the watchdog details.
             return vigil_core::report_outcome(&self.element(), what, outcome)
                 .err()
                 .unwrap_or(gst::FlowError::Error);
+        }
+        if let WorkerError::Failed(outcome) = &e {
+            // Kept for a later run of the same consumer (see above).
+            *self.abandoned_at_end_of_run.lock().unwrap() = Some(outcome.clone());
+            self.failure_reported_in_run.store(true, Ordering::SeqCst);
         }
         if let WorkerError::Failed(RunOutcome::WatchdogAbandoned(_)) = &e {
             self.counters
@@ -682,6 +691,9 @@ impl VigilSink {
                         .unwrap()
                         .abandoned
                         .fetch_add(1, Ordering::Relaxed);
+                    // Reported by the EOS handler; kept for a later run of this consumer.
+                    *self.abandoned_at_end_of_run.lock().unwrap() = Some(outcome.clone());
+                    self.failure_reported_in_run.store(true, Ordering::SeqCst);
                 }
                 Some((outcome, what))
             }
@@ -918,6 +930,9 @@ impl ElementImpl for VigilSink {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            self.failure_reported_in_run.store(false, Ordering::SeqCst);
+        }
         let ret = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToReady {
             // The run ends here (GstBaseSink keeps the file open until NULL, and the bus of a
