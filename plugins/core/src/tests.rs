@@ -418,7 +418,9 @@ fn completed_shutdown_leaves_no_thread_behind() {
     for case in 0..3 {
         let dropped = Arc::new(AtomicU64::new(0));
         let d = dropped.clone();
-        let cfg = WorkerConfig::new(name, 1000);
+        // A generous timeout: a panic runs the panic hook (a backtrace, slow on a loaded
+        // machine), which must not turn into an abandonment here.
+        let cfg = WorkerConfig::new(name, 10_000);
         let mut h: WorkerHandle<Doubler, ()> = WorkerHandle::spawn(cfg, move |_| {
             Ok((
                 Doubler {
