@@ -267,6 +267,11 @@ struct Sut {
     /// Size of the sink's file when the run started.
     file_base: u64,
     playing_since: Option<Instant>,
+    /// An ERROR was posted since the last state change. GStreamer's bins then refuse to
+    /// recover a lost state (`bin_handle_async_start`: "we had an error"): after a flushing
+    /// seek the pipeline stays in PAUSED, its streaming thread waits in preroll and an EOS
+    /// sent to it blocks until the application changes the state, as it must after an ERROR.
+    errored: bool,
     log: Vec<String>,
 }
 
@@ -463,6 +468,7 @@ fn build(setup: &Setup) -> Sut {
         failed_earlier: false,
         file_base: 0,
         playing_since: None,
+        errored: false,
         log: Vec::new(),
     }
 }
@@ -492,6 +498,7 @@ impl Sut {
         for msg in messages {
             match msg.view() {
                 gst::MessageView::Error(e) => {
+                    self.errored = true;
                     let watchdog = e
                         .details()
                         .is_some_and(|d| d.name() == vigil_core_details());
@@ -715,7 +722,7 @@ impl Sut {
         });
         if rx.recv_timeout(limit).is_err() {
             self.read_bus();
-            if !self.run.iter().any(|e| matches!(e, Event::Error { .. })) {
+            if !self.errored && !self.run.iter().any(|e| matches!(e, Event::Error { .. })) {
                 self.violation(format!(
                     "sending EOS in PLAYING did not return within {limit:?}, and no ERROR explains it"
                 ));
@@ -736,6 +743,9 @@ impl Sut {
                     .unwrap_or(0),
             };
         }
+        // Errors posted so far belong to the state before; a state change starts anew.
+        self.read_bus();
+        self.errored = false;
         let limit = self.stop_limit();
         let p = self.pipeline.clone();
         let (tx, rx) = std::sync::mpsc::channel();
