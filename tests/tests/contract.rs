@@ -685,12 +685,14 @@ impl Sut {
     }
 
     /// Runs `f` on the pipeline from another thread; a call that does not return within the
-    /// stop limit is a violation (an application thread would hang there).
-    fn bounded<T: Send + 'static>(
-        &self,
+    /// stop limit is a violation (an application thread would hang there), except after an
+    /// ERROR posted since the last state change (`None`): GStreamer then waits for the
+    /// application to change the state.
+    fn bounded_unless_failed<T: Send + 'static>(
+        &mut self,
         what: &str,
         f: impl FnOnce(&gst::Pipeline) -> T + Send + 'static,
-    ) -> T {
+    ) -> Option<T> {
         let limit = self.stop_limit();
         let p = self.pipeline.clone();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -698,8 +700,16 @@ impl Sut {
             let _ = tx.send(f(&p));
         });
         match rx.recv_timeout(limit) {
-            Ok(r) => r,
-            Err(_) => self.violation(format!("{what} did not return within {limit:?}: it hung")),
+            Ok(r) => Some(r),
+            Err(_) => {
+                self.read_bus();
+                if self.errored {
+                    self.log.push(format!("  -> {what} blocked after an ERROR"));
+                    None
+                } else {
+                    self.violation(format!("{what} did not return within {limit:?}: it hung"))
+                }
+            }
         }
     }
 
@@ -905,13 +915,17 @@ impl StateMachineTest for Contract {
                     sut.check_run();
                     let (before, flushed_before) = (sut.run.clone(), sut.run_flushed);
                     sut.new_run(true);
-                    let flushed = sut.bounded("a flushing seek", move |p| {
-                        p.seek_simple(
-                            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
-                            gst::ClockTime::from_mseconds(pos),
-                        )
-                        .is_ok()
-                    });
+                    // After an ERROR the pipeline waits for the application to change its
+                    // state (see `Sut::errored`): a seek blocked then is not a hang of ours.
+                    let flushed = sut
+                        .bounded_unless_failed("a flushing seek", move |p| {
+                            p.seek_simple(
+                                gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                                gst::ClockTime::from_mseconds(pos),
+                            )
+                            .is_ok()
+                        })
+                        .unwrap_or(true);
                     if !flushed {
                         // Refused (a source that cannot seek): no flush happened, the run goes
                         // on as it was (a later EOS re-posted by the pipeline belongs to it).
