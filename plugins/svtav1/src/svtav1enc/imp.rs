@@ -1298,16 +1298,39 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                 );
                 return Err(gst::FlowError::NotNegotiated);
             };
+            // Input is clipped to the segment, as GstVideoEncoder does: a frame wholly outside
+            // it is not encoded (after an accurate seek the source starts at the frame that
+            // contains the target), one that starts before it is stamped at the segment start,
+            // so the key frame that opens the stream after a seek is inside the segment and
+            // no downstream element clips it away.
+            let (pts, duration) = match inbuf.pts() {
+                Some(pts) => {
+                    let stop = inbuf.duration().map(|d| pts + d);
+                    match state.segment.clip(pts, stop) {
+                        None => {
+                            gst::debug!(CAT, imp = self, "frame at {pts} outside the segment");
+                            return Ok(gst::FlowSuccess::Ok);
+                        }
+                        Some((start, stop)) => {
+                            let start = start.unwrap_or(pts);
+                            let duration = match stop {
+                                Some(stop) if stop >= start => Some(stop - start),
+                                _ => inbuf.duration(),
+                            };
+                            (Some(start), duration)
+                        }
+                    }
+                }
+                None => (None, inbuf.duration()),
+            };
             let Some(worker) = state.worker.take() else {
                 return Err(self.no_worker());
             };
             let generation = self.generation.load(Ordering::SeqCst);
             let index = state.next_index;
             state.next_index += 1;
-            state
-                .timestamps
-                .insert(index, (inbuf.pts(), inbuf.duration()));
-            let rt = state.segment.to_running_time(inbuf.pts());
+            state.timestamps.insert(index, (pts, duration));
+            let rt = state.segment.to_running_time(pts);
             let mut force_key = Self::take_key_request(&mut state, rt);
             if force_key && !can_force {
                 if !state.warned_force_key {
