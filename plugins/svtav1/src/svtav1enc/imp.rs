@@ -391,6 +391,8 @@ struct Prepared {
     outcaps: gst::Caps,
     worker: Worker,
     delay_frames: u64,
+    /// The settings the encoder was configured with.
+    settings: Settings,
 }
 
 struct State {
@@ -410,6 +412,12 @@ struct State {
     warned_force_key: bool,
     /// Input caps the encoder could not be started for (the error was posted once).
     failed_caps: Option<gst::Caps>,
+    /// The settings of the running encoder (None: no encoder yet, every property applies at
+    /// the next start).
+    active: Option<Settings>,
+    /// A rate property changed while the encoder runs: drain and recreate it before the next
+    /// frame.
+    reconfigure: bool,
 }
 
 impl Default for State {
@@ -427,6 +435,8 @@ impl Default for State {
             delay_frames: 0,
             warned_force_key: false,
             failed_caps: None,
+            active: None,
+            reconfigure: false,
         }
     }
 }
@@ -587,6 +597,7 @@ impl VigilSvtAv1Enc {
             outcaps,
             worker,
             delay_frames: encoder_delay_frames(&settings, &parameters, u64::from(w) * u64::from(h)),
+            settings,
         })
     }
 
@@ -711,6 +722,64 @@ impl VigilSvtAv1Enc {
         vigil_core::report_teardown(&self.element(), WHAT, outcome);
     }
 
+    /// Applies a rate change made while running: everything the encoder holds goes out (a
+    /// drain under the watchdog), then an encoder with the new settings starts; the new
+    /// stream opens with a key frame and a sequence header, timestamps go on, and the caps
+    /// are sent again only if they changed.
+    fn reconfigure_now(&self) -> Result<(), gst::FlowError> {
+        let Some(incaps) = self.state.lock().unwrap().incaps.clone() else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let outcome = self.drain()?;
+        vigil_core::report_outcome(&self.element(), WHAT, outcome)?;
+        if let Some(old) = self.state.lock().unwrap().worker.take() {
+            self.stop_worker(old);
+        }
+        let prepared = match self.prepare(&incaps) {
+            Ok(p) => p,
+            Err(msg) => {
+                if self.interrupt.load(Ordering::SeqCst) {
+                    // Stopped or flushed meanwhile: the change applies at the next frame.
+                    self.state.lock().unwrap().reconfigure = true;
+                    return Err(gst::FlowError::Flushing);
+                }
+                self.state.lock().unwrap().failed_caps = Some(incaps);
+                self.post_error_message(msg);
+                return Err(gst::FlowError::Error);
+            }
+        };
+        let mut state = self.state.lock().unwrap();
+        let new_caps =
+            (state.outcaps.as_ref() != Some(&prepared.outcaps)).then(|| prepared.outcaps.clone());
+        let latency_changed = state.delay_frames != prepared.delay_frames;
+        state.delay_frames = prepared.delay_frames;
+        state.outcaps = Some(prepared.outcaps);
+        state.active = Some(prepared.settings);
+        let old = state.worker.replace(prepared.worker);
+        drop(state);
+        if let Some(old) = old {
+            self.stop_worker(old);
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "encoder recreated with the new rate settings in {:?}",
+            started.elapsed()
+        );
+        if let Some(caps) = new_caps {
+            self.obj()
+                .src_pad()
+                .push_event(gst::event::Caps::new(&caps));
+        }
+        if latency_changed {
+            let _ = self
+                .obj()
+                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        }
+        Ok(())
+    }
+
     /// Whether the buffer at `running_time` answers a pending key-frame request.
     fn take_key_request(state: &mut State, running_time: Option<gst::ClockTime>) -> bool {
         let before = state.key_requests.len();
@@ -754,7 +823,7 @@ impl ObjectImpl for VigilSvtAv1Enc {
                     .minimum(1)
                     .maximum(63)
                     .default_value(DEFAULT_CRF)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("qp")
                     .nick("QP")
@@ -762,7 +831,7 @@ impl ObjectImpl for VigilSvtAv1Enc {
                     .minimum(1)
                     .maximum(63)
                     .default_value(DEFAULT_QP)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("target-bitrate")
                     .nick("Target bitrate")
@@ -770,7 +839,7 @@ impl ObjectImpl for VigilSvtAv1Enc {
                     .minimum(1)
                     .maximum(100_000)
                     .default_value(DEFAULT_TARGET_BITRATE)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("max-bitrate")
                     .nick("Maximum bitrate")
@@ -778,7 +847,7 @@ impl ObjectImpl for VigilSvtAv1Enc {
                     .minimum(0)
                     .maximum(100_000)
                     .default_value(DEFAULT_MAX_BITRATE)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecInt::builder("keyframe-max-dist")
                     .nick("Maximum key frame distance")
@@ -862,8 +931,79 @@ impl ObjectImpl for VigilSvtAv1Enc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let running = {
+            let state = self.state.lock().unwrap();
+            state
+                .active
+                .clone()
+                .or_else(|| state.prepared.as_ref().map(|p| p.settings.clone()))
+        };
         let mut s = self.settings.lock().unwrap();
-        match pspec.name() {
+        if let Some(in_use) = running {
+            // An encoder runs: SVT-AV1 1.4 cannot change anything in flight. The rate
+            // properties take effect at the next frame by draining the encoder and starting
+            // a new one; every other property is refused, with a WARNING, and keeps its value.
+            let mut wanted = s.clone();
+            apply_setting(&mut wanted, pspec.name(), value);
+            if wanted == *s {
+                return;
+            }
+            let refusal = if !LIVE_PROPERTIES.contains(&pspec.name()) {
+                Some(format!(
+                    "property '{}' cannot change while the encoder runs (only {} can): it keeps {}; set it in the READY or NULL state",
+                    pspec.name(),
+                    LIVE_PROPERTIES.join(", "),
+                    self.property_value(&s, pspec.name())
+                        .serialize()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                ))
+            } else {
+                wanted.validate().err().map(|why| {
+                    format!(
+                        "property '{}' was not changed while the encoder runs: {why}",
+                        pspec.name()
+                    )
+                })
+            };
+            if let Some(text) = refusal {
+                drop(s);
+                gst::warning!(CAT, imp = self, "{text}");
+                gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", text));
+                return;
+            }
+            let changes_stream = wanted.parameters(Vec::new()) != in_use.parameters(Vec::new());
+            *s = wanted;
+            drop(s);
+            if changes_stream {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "'{}' changed while running: the encoder is recreated at the next frame",
+                    pspec.name()
+                );
+                self.state.lock().unwrap().reconfigure = true;
+            } else if let Some(active) = self.state.lock().unwrap().active.as_mut() {
+                // No effect on the configured stream (a bitrate in CRF mode): kept for later.
+                apply_setting(active, pspec.name(), value);
+            }
+            return;
+        }
+        apply_setting(&mut s, pspec.name(), value);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        self.property_value(&s, pspec.name())
+    }
+}
+
+/// Properties a running encoder takes (by draining and starting a new one).
+const LIVE_PROPERTIES: &[&str] = &["target-bitrate", "max-bitrate", "crf", "qp"];
+
+fn apply_setting(s: &mut Settings, name: &str, value: &glib::Value) {
+    {
+        match name {
             "preset" => s.preset = value.get().unwrap(),
             "rate-control" => s.rate_control = value.get().unwrap(),
             "crf" => s.crf = value.get().unwrap(),
@@ -889,10 +1029,11 @@ impl ObjectImpl for VigilSvtAv1Enc {
             other => unreachable!("unknown property {other}"),
         }
     }
+}
 
-    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap();
-        match pspec.name() {
+impl VigilSvtAv1Enc {
+    fn property_value(&self, s: &Settings, name: &str) -> glib::Value {
+        match name {
             "preset" => s.preset.to_value(),
             "rate-control" => s.rate_control.to_value(),
             "crf" => s.crf.to_value(),
@@ -1143,6 +1284,7 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
             }
         };
         let old = state.worker.replace(prepared.worker);
+        state.active = Some(prepared.settings);
         state.info = gst_video::VideoInfo::from_caps(incaps).ok();
         state.incaps = Some(incaps.clone());
         state.outcaps = Some(outcaps.clone());
@@ -1287,6 +1429,10 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
         _is_discont: bool,
         inbuf: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let pending = std::mem::take(&mut self.state.lock().unwrap().reconfigure);
+        if pending {
+            self.reconfigure_now()?;
+        }
         let can_force = self.settings.lock().unwrap().can_force_key_frames();
         let (mut worker, generation, input) = {
             let mut state = self.state.lock().unwrap();
