@@ -1267,10 +1267,26 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                         state = self.state.lock().unwrap();
                         p
                     }
+                    Err(Some(_)) if self.interrupt.load(Ordering::SeqCst) => {
+                        // A stop or a flush interrupted the preparation: not a failure of
+                        // these caps. Refusing them would be a not-negotiated ERROR from
+                        // upstream while the pipeline is only stopping; they are accepted and
+                        // the encoder starts at the next frame (data during the stop is
+                        // refused as flushing).
+                        let mut state = self.state.lock().unwrap();
+                        if let Some(old) = state.worker.take() {
+                            drop(state);
+                            self.stop_worker(old);
+                            state = self.state.lock().unwrap();
+                        }
+                        state.info = gst_video::VideoInfo::from_caps(incaps).ok();
+                        state.incaps = Some(incaps.clone());
+                        state.outcaps = Some(outcaps.clone());
+                        state.reconfigure = true;
+                        return Ok(());
+                    }
                     Err(msg) => {
-                        if let Some(msg) = msg
-                            && !self.interrupt.load(Ordering::SeqCst)
-                        {
+                        if let Some(msg) = msg {
                             self.state.lock().unwrap().failed_caps = Some(incaps.clone());
                             self.post_error_message(msg);
                         }
