@@ -272,6 +272,8 @@ struct Sut {
     /// seek the pipeline stays in PAUSED, its streaming thread waits in preroll and an EOS
     /// sent to it blocks until the application changes the state, as it must after an ERROR.
     errored: bool,
+    /// Caps for the capsfilter, applied by its streaming thread at the next buffer.
+    pending_caps: Arc<Mutex<Option<gst::Caps>>>,
     log: Vec<String>,
 }
 
@@ -453,8 +455,27 @@ fn build(setup: &Setup) -> Sut {
             },
         );
     }
+    // Caps changes are applied from the streaming thread, between two buffers: a capsfilter
+    // whose caps change while the source negotiates through it answers the source's caps
+    // query with nothing (old caps on the way down, new ones on the way back), and the source
+    // fails with not-negotiated. That is GStreamer's own race (`identity` in place of the
+    // element does it too), not a behaviour of the element under test.
+    let pending_caps: Arc<Mutex<Option<gst::Caps>>> = Arc::default();
+    if let Some(cf) = pipeline.by_name("caps") {
+        let pending = pending_caps.clone();
+        let filter = cf.clone();
+        cf.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                if let Some(caps) = pending.lock().unwrap().take() {
+                    filter.set_property("caps", caps);
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
     Sut {
         setup: setup.clone(),
+        pending_caps,
         messages,
         pipeline,
         element,
@@ -944,7 +965,12 @@ impl StateMachineTest for Contract {
                         format!("video/x-raw,format=I420,width={w},height={h},framerate=30/1")
                             .parse()
                             .unwrap();
-                    cf.set_property("caps", caps);
+                    if sut.state >= gst::State::Paused {
+                        *sut.pending_caps.lock().unwrap() = Some(caps);
+                    } else {
+                        sut.pending_caps.lock().unwrap().take();
+                        cf.set_property("caps", caps);
+                    }
                 }
                 sut.dwell(d);
             }
