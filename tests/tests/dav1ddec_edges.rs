@@ -185,3 +185,115 @@ fn a_corrupt_stream_with_max_errors_0_posts_exactly_one_error() {
         );
     }
 }
+
+/// Writes TUs as an IVF file (what the `dav1d` tool reads).
+fn write_ivf(path: &Path, tus: &[Vec<u8>], (w, h): (u16, u16), fps: u32) {
+    let mut d = Vec::new();
+    d.extend_from_slice(b"DKIF");
+    d.extend_from_slice(&0u16.to_le_bytes());
+    d.extend_from_slice(&32u16.to_le_bytes());
+    d.extend_from_slice(b"AV01");
+    d.extend_from_slice(&w.to_le_bytes());
+    d.extend_from_slice(&h.to_le_bytes());
+    d.extend_from_slice(&fps.to_le_bytes());
+    d.extend_from_slice(&1u32.to_le_bytes());
+    d.extend_from_slice(&(tus.len() as u32).to_le_bytes());
+    d.extend_from_slice(&0u32.to_le_bytes());
+    for (k, tu) in tus.iter().enumerate() {
+        d.extend_from_slice(&(tu.len() as u32).to_le_bytes());
+        d.extend_from_slice(&(k as u64).to_le_bytes());
+        d.extend_from_slice(tu);
+    }
+    std::fs::write(path, d).unwrap();
+}
+
+/// Frames the `dav1d` tool decodes from `ivf` with `threads` threads and as deep a frame
+/// pipeline ("Decoded 29/30 frames ...").
+fn dav1d_tool_frames(ivf: &Path, threads: u32) -> usize {
+    let (_, _, err) = run_tool(
+        Command::new("dav1d")
+            .arg("-i")
+            .arg(ivf)
+            .args(["--threads", &threads.to_string()])
+            .args(["--framedelay", &threads.to_string()])
+            .args(["--muxer", "null", "-o", "/dev/null"]),
+        Duration::from_secs(60),
+    );
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.contains("Decoded"))
+        .unwrap_or_else(|| panic!("no count from dav1d: {err}"));
+    let n = line.split_whitespace().nth(1).unwrap();
+    n.split('/').next().unwrap().parse().unwrap()
+}
+
+/// Frames the element decodes from `tus` pushed through appsrc.
+fn element_frames(tus: Vec<Vec<u8>>, props: &str) -> (usize, RunLog) {
+    let p = pipeline(&format!(
+        "appsrc name=src format=time caps=video/x-av1,stream-format=obu-stream,alignment=tu \
+         ! vigildav1ddec name=dec {props} ! fakesink name=sink sync=false signal-handoffs=true"
+    ));
+    let count = Arc::new(Mutex::new(0usize));
+    let c = count.clone();
+    p.by_name("sink")
+        .unwrap()
+        .connect("handoff", false, move |_| {
+            *c.lock().unwrap() += 1;
+            None
+        });
+    push_timed(appsrc(&p, "src"), tus, gst::ClockTime::SECOND / 30);
+    let log = run(&p, Duration::from_secs(60), Duration::from_millis(200));
+    stop_within(&p, Duration::from_secs(2));
+    let n = *count.lock().unwrap();
+    (n, log)
+}
+
+#[test]
+fn good_frames_behind_a_truncated_temporal_unit_are_all_delivered_as_dav1d_does() {
+    init();
+    let dir = scratch("dav1ddec-truncated");
+    let mkv = dir.join("s.mkv");
+    let log = run_to_end(
+        &format!(
+            "videotestsrc num-buffers=30 pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+             ! vigilsvtav1enc preset=12 ! av1parse ! matroskamux ! filesink location={}",
+            mkv.display()
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(log.errors.is_empty(), "{}", log.error_text());
+    let ivf = dir.join("s.ivf");
+    let (ok, _, err) = run_tool(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&mkv)
+            .args(["-c", "copy", "-y"])
+            .arg(&ivf),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg: {err}");
+    let tus = read_ivf(&ivf);
+    assert_eq!(tus.len(), 30);
+    for cut in [29usize, 15] {
+        let mut damaged = tus.clone();
+        let half = damaged[cut].len() / 2;
+        damaged[cut].truncate(half);
+        let path = dir.join(format!("cut-{cut}.ivf"));
+        write_ivf(&path, &damaged, (320, 240), 30);
+        for threads in [0u32, 1, 2, 4] {
+            let reference = dav1d_tool_frames(&path, threads);
+            let (ours, log) = element_frames(
+                damaged.clone(),
+                &format!("n-threads={threads} max-frame-delay={threads} max-errors=-1"),
+            );
+            eprintln!("TU {cut} cut, {threads} threads: dav1d {reference}, element {ours}");
+            assert!(log.errors.is_empty(), "{}", log.error_text());
+            assert!(log.eos.is_some(), "the run ends in EOS");
+            assert_eq!(
+                ours, reference,
+                "TU {cut} cut in half, {threads} threads: frames delivered against dav1d's"
+            );
+        }
+    }
+}

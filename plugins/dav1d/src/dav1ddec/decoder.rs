@@ -198,9 +198,11 @@ impl Dav1dDecoder {
                     sent = self.decoder.send_pending_data();
                 }
                 Err(e) => {
+                    // The input is lost, not what libdav1d already holds: pictures ready go
+                    // out as after any input (as the dav1d tool does).
                     return out.emit(DecOutput::Error(format!(
                         "libdav1d rejected input {index}: {e}"
-                    )));
+                    ))) && self.fetch(out);
                 }
             }
         }
@@ -429,15 +431,26 @@ impl Codec for Dav1dDecoder {
                 }
             }
         }
-        // Without new data, each get_picture drains the next picture in output order.
+        // Without new data, each get_picture drains the next picture in output order. With
+        // frame threads libdav1d drains only from the second call after data was sent (the
+        // first one arms it, and answers EAGAIN when no picture is ready): after an input it
+        // rejected, nothing was asked of it since, so a first EAGAIN is not the end; two in a
+        // row are.
+        let mut again = 0;
         for _ in 0..MAX_DRAIN_PICTURES {
             match self.decoder.get_picture() {
                 Ok(picture) => {
+                    again = 0;
                     if !self.emit_picture(&picture, out) {
                         return Ok(());
                     }
                 }
-                Err(e) if e.is_again() => return Ok(()),
+                Err(e) if e.is_again() => {
+                    again += 1;
+                    if again == 2 {
+                        return Ok(());
+                    }
+                }
                 Err(e) => {
                     if !out.emit(DecOutput::Error(format!("libdav1d could not decode: {e}"))) {
                         return Ok(());
