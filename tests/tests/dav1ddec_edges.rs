@@ -297,3 +297,51 @@ fn good_frames_behind_a_truncated_temporal_unit_are_all_delivered_as_dav1d_does(
         }
     }
 }
+
+#[test]
+fn garbage_with_max_errors_minus_1_ends_in_one_error_and_nothing_after_it() {
+    init();
+    // Pseudo-random bytes, each buffer a different "temporal unit".
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let garbage: Vec<Vec<u8>> = (0..30)
+        .map(|_| {
+            (0..200)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect();
+    for round in 0..3 {
+        let (n, log) = element_frames(garbage.clone(), "max-errors=-1");
+        assert_eq!(n, 0, "nothing decodes from garbage");
+        let ours: Vec<_> = log
+            .errors
+            .iter()
+            .filter(|e| e.source.contains("dec"))
+            .collect();
+        assert_eq!(
+            ours.len(),
+            1,
+            "round {round}: one ERROR at the end: {}",
+            log.error_text()
+        );
+        let error_at = ours[0].at;
+        let late: Vec<_> = log
+            .warnings
+            .iter()
+            .filter(|w| w.source.contains("dec") && w.at > error_at)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "round {round}: no WARNING after the final ERROR: {late:?}"
+        );
+        assert!(
+            !log.warnings.is_empty(),
+            "each undecodable unit is a WARNING before the end"
+        );
+    }
+}
