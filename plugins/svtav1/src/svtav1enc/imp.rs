@@ -1467,7 +1467,7 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
             // no downstream element clips it away.
             let (pts, duration) = match inbuf.pts() {
                 Some(pts) => {
-                    let stop = inbuf.duration().map(|d| pts + d);
+                    let stop = inbuf.duration().and_then(|d| pts.checked_add(d));
                     match state.segment.clip(pts, stop) {
                         None => {
                             gst::debug!(CAT, imp = self, "frame at {pts} outside the segment");
