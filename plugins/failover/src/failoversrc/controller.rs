@@ -6,7 +6,7 @@
 //! It wakes on every event (an input's ERROR or EOS, a configuration change, a manual switch)
 //! and at least every [`TICK`], so a stall is seen within one tick of `stall-timeout`.
 
-use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,8 +15,12 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::health::{InputHealth, Judgement, Seen};
 use super::input::{InputActor, InputShared, InputSpec, RunConfig};
 use super::output::Output;
+use super::types::{
+    Event, InputReport, Report, Standby, Status, SwitchReason, SwitchRecord, Timing,
+};
 
 /// The controller's period when nothing happens.
 pub(super) const TICK: Duration = Duration::from_millis(20);
@@ -24,189 +28,6 @@ pub(super) const TICK: Duration = Duration::from_millis(20);
 const SWITCH_HISTORY: usize = 20;
 /// How long the controller waits for an input thread to end at shutdown before leaving it.
 const INPUT_JOIN_LIMIT: Duration = Duration::from_secs(5);
-
-/// What `vigilfailoversrc` is doing, derived from what flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "VigilFailoverStatus")]
-pub enum Status {
-    /// Started, waiting for the first input to deliver data (filler on air).
-    #[enum_value(name = "Starting: no input has delivered data yet", nick = "starting")]
-    Starting = 0,
-    /// The primary (first) input is on air and its data flows.
-    #[enum_value(
-        name = "Healthy: the primary input is on air and flowing",
-        nick = "healthy"
-    )]
-    Healthy = 1,
-    /// A backup input is on air and its data flows.
-    #[enum_value(
-        name = "Failover: a backup input is on air and flowing",
-        nick = "failover"
-    )]
-    Failover = 2,
-    /// The input on air has stopped delivering (not yet declared stalled), or the only input
-    /// is down and being retried.
-    #[enum_value(
-        name = "Degraded: the input on air is not flowing, or the only input is being retried",
-        nick = "degraded"
-    )]
-    Degraded = 3,
-    /// Every input is down: filler on air, retries go on.
-    #[enum_value(
-        name = "Exhausted: no input is delivering, filler on air",
-        nick = "exhausted"
-    )]
-    Exhausted = 4,
-    /// Not running (NULL or READY).
-    #[enum_value(name = "Stopped", nick = "stopped")]
-    Stopped = 5,
-}
-
-impl Status {
-    pub fn nick(self) -> &'static str {
-        match self {
-            Status::Starting => "starting",
-            Status::Healthy => "healthy",
-            Status::Failover => "failover",
-            Status::Degraded => "degraded",
-            Status::Exhausted => "exhausted",
-            Status::Stopped => "stopped",
-        }
-    }
-}
-
-/// Whether backups run before they are needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "VigilFailoverStandby")]
-pub enum Standby {
-    /// Every input runs and is decoded all the time: a switch is instant.
-    #[enum_value(name = "Warm: all inputs run, switches are instant", nick = "warm")]
-    Warm = 0,
-    /// Only the input on air (and higher-priority inputs being retried) run; a backup is
-    /// started when it is needed and goes on air once it delivers data.
-    #[enum_value(name = "Cold: backups are started when needed", nick = "cold")]
-    Cold = 1,
-}
-
-/// Why the input on air changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SwitchReason {
-    /// The input on air posted an ERROR.
-    Error,
-    /// The input on air delivered no data for `stall-timeout`.
-    Stall,
-    /// The input on air ended.
-    Eos,
-    /// The input on air could not be started.
-    StartFailure,
-    /// A higher-priority input has been healthy for `failback-delay`.
-    Failback,
-    /// `switch-to`.
-    Manual,
-    /// An input added while running went on air.
-    Added,
-    /// The input on air was removed.
-    Removed,
-    /// The first input on air after the start.
-    Initial,
-    /// An input went on air after a time with none (exhausted or degraded).
-    Recovered,
-}
-
-impl SwitchReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SwitchReason::Error => "error",
-            SwitchReason::Stall => "stall",
-            SwitchReason::Eos => "eos",
-            SwitchReason::StartFailure => "start-failure",
-            SwitchReason::Failback => "failback",
-            SwitchReason::Manual => "manual",
-            SwitchReason::Added => "added",
-            SwitchReason::Removed => "removed",
-            SwitchReason::Initial => "initial",
-            SwitchReason::Recovered => "recovered",
-        }
-    }
-}
-
-/// What the controller is told.
-pub(super) enum Event {
-    /// An input failed (bus ERROR or EOS, failed start).
-    Failed {
-        id: u64,
-        generation: u64,
-        reason: SwitchReason,
-        text: String,
-    },
-    /// The configured inputs or the settings changed.
-    Reconfigure,
-    /// `switch-to`.
-    SwitchTo(u64),
-    /// Stop everything and end.
-    Shutdown,
-}
-
-/// The settings the controller reads each tick.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Timing {
-    pub stall_timeout: Duration,
-    pub backoff_min: Duration,
-    pub backoff_max: Duration,
-    /// `None`: never fail back.
-    pub failback_delay: Option<Duration>,
-    /// `None`: never post an ERROR.
-    pub exhausted_timeout: Option<Duration>,
-    pub standby: Standby,
-    /// How recent the newest buffer must be for the input on air to count as flowing.
-    pub flow_window: Duration,
-}
-
-/// One switch, for `statistics`.
-#[derive(Debug, Clone)]
-pub(super) struct SwitchRecord {
-    pub from: String,
-    pub to: String,
-    pub reason: SwitchReason,
-    pub wallclock_ms: u64,
-}
-
-/// One input as reported in `statistics`.
-#[derive(Debug, Clone)]
-pub(super) struct InputReport {
-    pub name: String,
-    pub state: &'static str,
-    pub on_air: bool,
-    pub retries: u64,
-    pub failures: u64,
-    pub last_error: Option<String>,
-    pub last_data_ms_ago: i64,
-    pub buffers: u64,
-}
-
-/// What the element reports, written by the controller.
-#[derive(Debug, Clone)]
-pub(super) struct Report {
-    pub status: Status,
-    pub active_input: Option<String>,
-    pub switches: u64,
-    pub history: VecDeque<SwitchRecord>,
-    pub inputs: Vec<InputReport>,
-}
-
-impl Default for Report {
-    fn default() -> Self {
-        Self {
-            status: Status::Stopped,
-            active_input: None,
-            switches: 0,
-            history: VecDeque::new(),
-            inputs: Vec::new(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
@@ -232,6 +53,8 @@ struct InputCtl {
     added_while_running: bool,
     ever_on_air: bool,
     ever_failed: bool,
+    health: InputHealth,
+    judgement: Judgement,
 }
 
 impl InputCtl {
@@ -239,23 +62,41 @@ impl InputCtl {
         &self.actor.shared
     }
 
-    /// Data arrived within `stall` (of the current run).
-    fn healthy(&self, now: Instant, stall: Duration) -> bool {
-        matches!(self.phase, Phase::Running { .. })
-            && self
-                .shared()
-                .last_data()
-                .is_some_and(|t| now.saturating_duration_since(t) < stall)
+    /// It may go on air: running, every stream flowing, content clean.
+    fn eligible(&self) -> bool {
+        matches!(self.phase, Phase::Running { .. }) && self.judgement == Judgement::Flowing
     }
 
-    fn state_name(&self, now: Instant, t: &Timing) -> &'static str {
+    /// What it delivered in its current run, for the judgement.
+    fn seen(&self, now: Instant) -> Seen {
+        let since = match self.phase {
+            Phase::Running { since } => since,
+            _ => now,
+        };
+        let age = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
+        let d = self.shared().data.lock().unwrap();
+        Seen {
+            has_video: d.has_video,
+            has_audio: d.has_audio,
+            video_age: age(d.last_video),
+            audio_age: age(d.last_audio),
+            frame_interval: d.frame_interval(),
+            running_for: now.saturating_duration_since(since),
+            black_for: d.content.black_for(now),
+            frozen_for: d.content.frozen_for(now),
+            silent_for: d.content.silent_for(now),
+        }
+    }
+
+    fn state_name(&self) -> &'static str {
         match self.phase {
             Phase::Idle => "idle",
             Phase::Backoff { .. } => "retrying",
-            Phase::Running { .. } => match self.shared().last_data() {
-                None => "starting",
-                Some(d) if now.saturating_duration_since(d) < t.flow_window => "active",
-                Some(_) => "stalling",
+            Phase::Running { .. } => match &self.judgement {
+                Judgement::Starting => "starting",
+                Judgement::Flowing => "active",
+                Judgement::Gap | Judgement::Failed { .. } => "stalling",
+                j => j.name(),
             },
         }
     }
@@ -388,7 +229,18 @@ impl Controller {
             if let Some(pos) = old.iter().position(|i| i.spec.id == spec.id) {
                 self.inputs.push(old.remove(pos));
             } else {
-                let shared = Arc::new(InputShared::new(spec.id, spec.name.clone(), self.audio_cap));
+                let audio_format = self
+                    .run_config
+                    .audio_caps
+                    .as_ref()
+                    .and_then(|c| c.structure(0))
+                    .and_then(|s| s.get::<String>("format").ok());
+                let shared = Arc::new(InputShared::new(
+                    spec.id,
+                    spec.name.clone(),
+                    self.audio_cap,
+                    audio_format,
+                ));
                 let actor = InputActor::spawn(spec.clone(), shared, self.run_config.clone());
                 self.inputs.push(InputCtl {
                     spec,
@@ -403,6 +255,8 @@ impl Controller {
                     added_while_running: self.configured,
                     ever_on_air: false,
                     ever_failed: false,
+                    health: InputHealth::default(),
+                    judgement: Judgement::Starting,
                 });
             }
         }
@@ -463,6 +317,8 @@ impl Controller {
         input.ever_failed = true;
         input.last_error = Some(format!("{}: {text}", reason.as_str()));
         input.healthy_since = None;
+        input.health.failed();
+        input.judgement = Judgement::Starting;
         input.phase = Phase::Backoff {
             until: now + backoff,
         };
@@ -516,31 +372,58 @@ impl Controller {
         };
         let now = Instant::now();
 
-        // Health from data: a run that delivered nothing, or nothing lately, has failed.
+        // Health from data and content, per input (see `health`).
         for idx in 0..self.inputs.len() {
             let input = &mut self.inputs[idx];
-            let Phase::Running { since } = input.phase else {
+            let settings = &input.shared().settings;
+            settings
+                .black_threshold
+                .store(t.black_threshold, Ordering::Relaxed);
+            settings
+                .silence_db
+                .store(t.silence_threshold, Ordering::Relaxed);
+            if !matches!(input.phase, Phase::Running { .. }) {
                 continue;
-            };
-            match input.shared().last_data() {
-                None if now.saturating_duration_since(since) >= t.stall_timeout => {
-                    let text = format!(
-                        "no data within {} ms of the start",
-                        t.stall_timeout.as_millis()
-                    );
-                    self.fail(idx, SwitchReason::Stall, text, &t);
+            }
+            let seen = input.seen(now);
+            let judgement = input.health.judge(&seen, &t.rules, now);
+            let was_impaired = matches!(input.judgement, Judgement::Impaired { .. });
+            input.judgement = judgement.clone();
+            match judgement {
+                Judgement::Failed { reason, text } => self.fail(idx, reason, text, &t),
+                Judgement::Impaired { reason, text } => {
+                    input.healthy_since = None;
+                    if !was_impaired {
+                        gst::info!(
+                            super::input::CAT,
+                            "input {} impaired ({}): {text}",
+                            input.spec.name,
+                            reason.as_str()
+                        );
+                        input.failures += 1;
+                        input.ever_failed = true;
+                        input.last_error = Some(format!("{}: {text}", reason.as_str()));
+                    }
+                    if self.on_air == Some(input.spec.id) {
+                        // Off air, but kept running and watched: it counts again once clean
+                        // for clear-time.
+                        let name = input.spec.name.clone();
+                        self.on_air = None;
+                        self.output.set_on_air(None);
+                        self.lost = Some((name, reason));
+                        if self.manual == Some(self.inputs[idx].spec.id) {
+                            self.manual = None;
+                        }
+                    }
                 }
-                Some(d) if now.saturating_duration_since(d) >= t.stall_timeout => {
-                    let text = format!("no data for {} ms", t.stall_timeout.as_millis());
-                    self.fail(idx, SwitchReason::Stall, text, &t);
-                }
-                Some(_) => {
+                Judgement::Flowing => {
                     let hs = *input.healthy_since.get_or_insert(now);
                     if now.saturating_duration_since(hs) >= t.backoff_max {
                         input.consecutive_failures = 0;
                     }
                 }
-                None => {}
+                Judgement::Gap => {}
+                _ => input.healthy_since = None,
             }
         }
 
@@ -575,16 +458,16 @@ impl Controller {
         }
 
         self.select(now, &t);
-        self.update_report(now, &t);
+        self.update_report(now);
     }
 
     /// Chooses the input on air.
     fn select(&mut self, now: Instant, t: &Timing) {
-        let healthy: Vec<usize> = (0..self.inputs.len())
-            .filter(|&i| self.inputs[i].healthy(now, t.stall_timeout))
+        let eligible: Vec<usize> = (0..self.inputs.len())
+            .filter(|&i| self.inputs[i].eligible())
             .collect();
-        let manual_idx = self.index_of(self.manual).filter(|i| healthy.contains(i));
-        let best = manual_idx.or_else(|| healthy.first().copied());
+        let manual_idx = self.index_of(self.manual).filter(|i| eligible.contains(i));
+        let best = manual_idx.or_else(|| eligible.first().copied());
         let target = match (self.index_of(self.on_air), best) {
             (_, None) => None,
             (Some(a), Some(b)) if a == b => None,
@@ -594,6 +477,11 @@ impl Controller {
                 } else if self.manual == self.on_air && self.manual.is_some() {
                     // The manually chosen input stays on air while it is healthy.
                     None
+                } else if b < a && !self.inputs[b].ever_on_air && !self.inputs[b].ever_failed {
+                    // At the start the best input that flowed went on air at once; a
+                    // higher-priority one that delivers later (in its first start) takes
+                    // over as soon as it flows.
+                    Some((b, SwitchReason::Preferred))
                 } else if b < a
                     && t.failback_delay.is_some_and(|d| {
                         self.inputs[b]
@@ -607,18 +495,7 @@ impl Controller {
                 }
             }
             (None, Some(b)) => {
-                // At the start, wait for a higher-priority input still starting (it has up to
-                // stall-timeout to deliver), so the primary is preferred.
-                let waiting = !self.anything_on_air
-                    && manual_idx.is_none()
-                    && self.inputs[..b].iter().any(|i| {
-                        !i.ever_failed
-                            && matches!(i.phase, Phase::Running { since }
-                                if now.saturating_duration_since(since) < t.stall_timeout)
-                    });
-                if waiting {
-                    None
-                } else if let Some((_, reason)) = &self.lost {
+                if let Some((_, reason)) = &self.lost {
                     Some((b, *reason))
                 } else if manual_idx == Some(b) {
                     Some((b, SwitchReason::Manual))
@@ -716,35 +593,71 @@ impl Controller {
         }
     }
 
-    fn status(&self, now: Instant, t: &Timing) -> Status {
-        match self.index_of(self.on_air) {
-            Some(a) => {
-                let flowing = self.inputs[a]
-                    .shared()
-                    .last_data()
-                    .is_some_and(|d| now.saturating_duration_since(d) < t.flow_window);
-                match (flowing, a) {
-                    (false, _) => Status::Degraded,
-                    (true, 0) => Status::Healthy,
-                    (true, _) => Status::Failover,
-                }
+    /// The status, and why when it is not `healthy` or `failover`.
+    fn status(&self) -> (Status, String) {
+        if let Some(a) = self.index_of(self.on_air) {
+            let input = &self.inputs[a];
+            return match &input.judgement {
+                Judgement::Flowing if a == 0 => (Status::Healthy, String::new()),
+                Judgement::Flowing => (Status::Failover, String::new()),
+                Judgement::Gap => (
+                    Status::Degraded,
+                    format!("{}: its newest picture is late", input.spec.name),
+                ),
+                j => (
+                    Status::Degraded,
+                    format!("{}: {}", input.spec.name, j.name()),
+                ),
+            };
+        }
+        // Filler on air: why.
+        let delivering = self.inputs.iter().find_map(|i| match &i.judgement {
+            _ if !matches!(i.phase, Phase::Running { .. }) => None,
+            Judgement::NoVideo => Some(format!(
+                "{} has no video stream: filler on air",
+                i.spec.name
+            )),
+            Judgement::Impaired { text, .. } => {
+                Some(format!("{}: {text}: filler on air", i.spec.name))
             }
-            None if !self.anything_or_all_failed() && !self.inputs.is_empty() => Status::Starting,
-            None if self.inputs.len() == 1 => Status::Degraded,
-            None => Status::Exhausted,
+            Judgement::Clearing => Some(format!(
+                "{} is clean again for less than clear-time: filler on air",
+                i.spec.name
+            )),
+            _ => None,
+        });
+        if let Some(why) = delivering {
+            return (Status::Degraded, why);
+        }
+        if !self.anything_or_all_failed() && !self.inputs.is_empty() {
+            return (
+                Status::Starting,
+                "no input has delivered data yet: filler on air".into(),
+            );
+        }
+        let why = if self.inputs.is_empty() {
+            "no input is configured: filler on air".to_string()
+        } else {
+            "no input is delivering: filler on air".to_string()
+        };
+        if self.inputs.len() == 1 {
+            (Status::Degraded, why)
+        } else {
+            (Status::Exhausted, why)
         }
     }
 
-    fn update_report(&mut self, now: Instant, t: &Timing) {
-        let status = self.status(now, t);
+    fn update_report(&mut self, now: Instant) {
+        let (status, detail) = self.status();
         let active = self
             .index_of(self.on_air)
             .map(|a| self.inputs[a].spec.name.clone());
+        let ms = |d: Duration| d.as_millis() as u64;
         let inputs = self
             .inputs
             .iter()
             .map(|i| {
-                let state = i.state_name(now, t);
+                let state = i.state_name();
                 let d = i.shared().data.lock().unwrap();
                 InputReport {
                     name: i.spec.name.clone(),
@@ -758,12 +671,19 @@ impl Controller {
                         .map(|l| now.saturating_duration_since(l).as_millis() as i64)
                         .unwrap_or(-1),
                     buffers: d.buffers,
+                    black_ms: ms(d.content.black_for(now)),
+                    frozen_ms: ms(d.content.frozen_for(now)),
+                    silent_ms: ms(d.content.silent_for(now)),
+                    frame_interval_ms: d.frame_interval().map(ms).unwrap_or(0),
+                    has_video: d.has_video,
+                    has_audio: d.has_audio,
                 }
             })
             .collect();
         let (status_changed, active_changed) = {
             let mut r = self.report.lock().unwrap();
             r.inputs = inputs;
+            r.detail = detail.clone();
             let s = r.status != status;
             let a = r.active_input != active;
             r.status = status;
@@ -782,6 +702,7 @@ impl Controller {
             let s = gst::Structure::builder(super::STATUS_MESSAGE)
                 .field("status", status.nick())
                 .field("active-input", active.unwrap_or_default())
+                .field("detail", detail)
                 .build();
             let _ = el.post_message(gst::message::Element::builder(s).src(&el).build());
         }

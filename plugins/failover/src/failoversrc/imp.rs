@@ -18,9 +18,10 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::controller::{Controller, Event, Report, Standby, Status, Timing};
+use super::controller::Controller;
 use super::input::{InputSpec, RunConfig, Source};
 use super::output::{AUDIO_TICK, Output, OutputThread, PadFormat, audio_sample_bytes, make_filler};
+use super::types::{Event, Report, Rules, Standby, Status, Timing};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -42,6 +43,13 @@ const DEFAULT_RETRY_BACKOFF_MAX: u32 = 30000;
 const DEFAULT_FAILBACK_DELAY: i64 = 10000;
 const DEFAULT_EXHAUSTED_TIMEOUT: i64 = -1;
 const DEFAULT_FILL_GAPS: bool = true;
+const DEFAULT_START_TIMEOUT: u32 = 5000;
+const DEFAULT_BLACK_TIMEOUT: u32 = 0;
+const DEFAULT_BLACK_THRESHOLD: u32 = 32;
+const DEFAULT_FREEZE_TIMEOUT: u32 = 0;
+const DEFAULT_SILENCE_TIMEOUT: u32 = 0;
+const DEFAULT_SILENCE_THRESHOLD: i32 = -50;
+const DEFAULT_CLEAR_TIME: u32 = 1000;
 /// How long a stop waits for the controller (which itself bounds each input's teardown).
 const CONTROLLER_JOIN_LIMIT: Duration = Duration::from_secs(8);
 
@@ -57,6 +65,13 @@ struct Settings {
     failback_delay: i64,
     exhausted_timeout: i64,
     fill_gaps: bool,
+    start_timeout: u32,
+    black_timeout: u32,
+    black_threshold: u32,
+    freeze_timeout: u32,
+    silence_timeout: u32,
+    silence_threshold: i32,
+    clear_time: u32,
 }
 
 impl Default for Settings {
@@ -72,6 +87,13 @@ impl Default for Settings {
             failback_delay: DEFAULT_FAILBACK_DELAY,
             exhausted_timeout: DEFAULT_EXHAUSTED_TIMEOUT,
             fill_gaps: DEFAULT_FILL_GAPS,
+            start_timeout: DEFAULT_START_TIMEOUT,
+            black_timeout: DEFAULT_BLACK_TIMEOUT,
+            black_threshold: DEFAULT_BLACK_THRESHOLD,
+            freeze_timeout: DEFAULT_FREEZE_TIMEOUT,
+            silence_timeout: DEFAULT_SILENCE_TIMEOUT,
+            silence_threshold: DEFAULT_SILENCE_THRESHOLD,
+            clear_time: DEFAULT_CLEAR_TIME,
         }
     }
 }
@@ -154,7 +176,6 @@ impl FailoverSrc {
         let stall = ms(s.stall_timeout.max(1));
         let frame = Duration::from_nanos(self.frame_period_ns.load(Ordering::Relaxed));
         Timing {
-            stall_timeout: stall,
             backoff_min: ms(s.retry_backoff_min),
             backoff_max: ms(s.retry_backoff_max.max(s.retry_backoff_min)),
             failback_delay: (s.failback_delay >= 0)
@@ -162,7 +183,18 @@ impl FailoverSrc {
             exhausted_timeout: (s.exhausted_timeout >= 0)
                 .then(|| Duration::from_millis(s.exhausted_timeout as u64)),
             standby: s.standby,
-            flow_window: (frame * 4).max(Duration::from_millis(200)).min(stall),
+            rules: Rules {
+                stall_timeout: stall,
+                start_timeout: ms(s.start_timeout.max(1)),
+                flow_window: (frame * 4).max(Duration::from_millis(200)).min(stall),
+                black_timeout: (s.black_timeout > 0).then(|| ms(s.black_timeout)),
+                freeze_timeout: (s.freeze_timeout > 0).then(|| ms(s.freeze_timeout)),
+                silence_timeout: (s.silence_timeout > 0).then(|| ms(s.silence_timeout)),
+                clear_time: ms(s.clear_time),
+                audio_output: s.enable_audio,
+            },
+            black_threshold: s.black_threshold,
+            silence_threshold: s.silence_threshold,
         }
     }
 
@@ -306,6 +338,12 @@ impl FailoverSrc {
                 .field("last-error", input.last_error.clone().unwrap_or_default())
                 .field("last-data-ms-ago", input.last_data_ms_ago)
                 .field("buffers", input.buffers)
+                .field("has-video", input.has_video)
+                .field("has-audio", input.has_audio)
+                .field("frame-interval-ms", input.frame_interval_ms)
+                .field("black-ms", input.black_ms)
+                .field("frozen-ms", input.frozen_ms)
+                .field("silent-ms", input.silent_ms)
                 .build()
                 .to_send_value()
         }));
@@ -320,6 +358,7 @@ impl FailoverSrc {
         }));
         gst::Structure::builder("vigil-failover-statistics")
             .field("status", r.status.nick())
+            .field("status-detail", r.detail)
             .field("active-input", r.active_input.unwrap_or_default())
             .field("switches", r.switches)
             .field("frames", count(|o| &o.frames))
@@ -599,6 +638,57 @@ impl ObjectImpl for FailoverSrc {
                     .default_value(DEFAULT_STALL_TIMEOUT)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("start-timeout")
+                    .nick("Start timeout")
+                    .blurb("Milliseconds an input may take to deliver its first data after it starts (or restarts) before that is a start failure; stall-timeout applies to gaps once it has flowed")
+                    .minimum(10)
+                    .maximum(600_000)
+                    .default_value(DEFAULT_START_TIMEOUT)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("black-timeout")
+                    .nick("Black timeout")
+                    .blurb("Milliseconds of black picture (every sample below black-threshold) after which an input fails with reason black; 0 = not checked")
+                    .maximum(600_000)
+                    .default_value(DEFAULT_BLACK_TIMEOUT)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("black-threshold")
+                    .nick("Black threshold")
+                    .blurb("Luma level (8-bit scale) below which a sample is black; a picture is black when every sample is")
+                    .maximum(255)
+                    .default_value(DEFAULT_BLACK_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("freeze-timeout")
+                    .nick("Freeze timeout")
+                    .blurb("Milliseconds of unchanged picture after which an input fails with reason frozen; 0 = not checked")
+                    .maximum(600_000)
+                    .default_value(DEFAULT_FREEZE_TIMEOUT)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("silence-timeout")
+                    .nick("Silence timeout")
+                    .blurb("Milliseconds of audio below silence-threshold after which an input fails with reason silence (with enable-audio); 0 = not checked")
+                    .maximum(600_000)
+                    .default_value(DEFAULT_SILENCE_TIMEOUT)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecInt::builder("silence-threshold")
+                    .nick("Silence threshold")
+                    .blurb("Audio level in dBFS (RMS) below which audio is silent")
+                    .minimum(-150)
+                    .maximum(0)
+                    .default_value(DEFAULT_SILENCE_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("clear-time")
+                    .nick("Clear time")
+                    .blurb("Milliseconds a failed input must deliver clean data (flowing, not black, frozen or silent) before it counts as healthy again")
+                    .maximum(600_000)
+                    .default_value(DEFAULT_CLEAR_TIME)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("standby", DEFAULT_STANDBY)
                     .nick("Standby")
                     .blurb("warm: every input runs and switches are instant; cold: backups start when needed")
@@ -757,6 +847,13 @@ impl ObjectImpl for FailoverSrc {
                 }
             }
             "stall-timeout" => s.stall_timeout = value.get().unwrap(),
+            "start-timeout" => s.start_timeout = value.get().unwrap(),
+            "black-timeout" => s.black_timeout = value.get().unwrap(),
+            "black-threshold" => s.black_threshold = value.get().unwrap(),
+            "freeze-timeout" => s.freeze_timeout = value.get().unwrap(),
+            "silence-timeout" => s.silence_timeout = value.get().unwrap(),
+            "silence-threshold" => s.silence_threshold = value.get().unwrap(),
+            "clear-time" => s.clear_time = value.get().unwrap(),
             "standby" => s.standby = value.get().unwrap(),
             "retry-backoff-min" => s.retry_backoff_min = value.get().unwrap(),
             "retry-backoff-max" => s.retry_backoff_max = value.get().unwrap(),
@@ -783,6 +880,13 @@ impl ObjectImpl for FailoverSrc {
             "audio-caps" => s.audio_caps.to_value(),
             "enable-audio" => s.enable_audio.to_value(),
             "stall-timeout" => s.stall_timeout.to_value(),
+            "start-timeout" => s.start_timeout.to_value(),
+            "black-timeout" => s.black_timeout.to_value(),
+            "black-threshold" => s.black_threshold.to_value(),
+            "freeze-timeout" => s.freeze_timeout.to_value(),
+            "silence-timeout" => s.silence_timeout.to_value(),
+            "silence-threshold" => s.silence_threshold.to_value(),
+            "clear-time" => s.clear_time.to_value(),
             "standby" => s.standby.to_value(),
             "retry-backoff-min" => s.retry_backoff_min.to_value(),
             "retry-backoff-max" => s.retry_backoff_max.to_value(),

@@ -10,7 +10,7 @@
 //! data and bus messages of an older generation are ignored.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
+use gst_video::prelude::*;
 
-use super::controller::{Event, SwitchReason};
+use super::content::{self, ContentTrack, PictureStats};
+use super::types::{Event, SwitchReason};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -52,17 +54,49 @@ pub(super) struct InputSpec {
     pub source: Source,
 }
 
+/// Input frame intervals kept to measure an input's cadence.
+const INTERVALS: usize = 8;
+
 /// Data an input delivered, read by the output threads and the controller.
 #[derive(Default)]
 pub(super) struct InputData {
-    /// When the newest buffer of the current generation arrived.
+    /// When the newest buffer (either stream) of the current generation arrived.
     pub last_data: Option<Instant>,
+    /// When the newest picture arrived (at the output rate, after `videorate`).
+    pub last_video: Option<Instant>,
+    /// When the newest audio arrived.
+    pub last_audio: Option<Instant>,
+    /// When the newest picture of the input's own cadence arrived (before `videorate`), and
+    /// its recent intervals.
+    last_video_in: Option<Instant>,
+    intervals: VecDeque<Duration>,
+    /// The streams it has (linked).
+    pub has_video: bool,
+    pub has_audio: bool,
+    /// Black, frozen and silent times.
+    pub content: ContentTrack,
     /// Video frames not yet taken by the output.
     pub video: VecDeque<gst::Buffer>,
     /// Audio bytes (in the output format) not yet taken by the output.
     pub audio: VecDeque<u8>,
     /// Buffers received in the current generation.
     pub buffers: u64,
+}
+
+impl InputData {
+    /// The input's own frame interval: the longest of its recent ones.
+    pub fn frame_interval(&self) -> Option<Duration> {
+        self.intervals.iter().max().copied()
+    }
+}
+
+/// The thresholds of the content measurements, set by the controller from the properties.
+#[derive(Default)]
+pub(super) struct ContentSettings {
+    /// Luma below which a sample is black (8-bit scale).
+    pub black_threshold: AtomicU32,
+    /// Level below which audio is silent, in dBFS.
+    pub silence_db: AtomicI32,
 }
 
 /// The part of an input that its pipeline's streaming threads, the controller and the output
@@ -74,16 +108,21 @@ pub(super) struct InputShared {
     pub data: Mutex<InputData>,
     /// Audio bytes kept at most (about 250 ms).
     audio_cap: usize,
+    /// The audio output format (for the level measurement).
+    audio_format: Option<String>,
+    pub settings: ContentSettings,
 }
 
 impl InputShared {
-    pub fn new(id: u64, name: String, audio_cap: usize) -> Self {
+    pub fn new(id: u64, name: String, audio_cap: usize, audio_format: Option<String>) -> Self {
         Self {
             id,
             name,
             generation: AtomicU64::new(0),
             data: Mutex::new(InputData::default()),
             audio_cap,
+            audio_format,
+            settings: ContentSettings::default(),
         }
     }
 
@@ -93,21 +132,49 @@ impl InputShared {
         *self.data.lock().unwrap() = InputData::default();
     }
 
-    pub fn last_data(&self) -> Option<Instant> {
-        self.data.lock().unwrap().last_data
-    }
-
     fn current(&self, generation: u64) -> bool {
         self.generation.load(Ordering::SeqCst) == generation
     }
 
-    fn push_video(&self, generation: u64, buffer: gst::Buffer) {
+    fn set_stream(&self, generation: u64, video: bool) {
         if !self.current(generation) {
             return;
         }
         let mut d = self.data.lock().unwrap();
-        d.last_data = Some(Instant::now());
+        if video {
+            d.has_video = true;
+        } else {
+            d.has_audio = true;
+        }
+    }
+
+    /// A picture of the input's own cadence (before `videorate`).
+    fn video_in(&self, generation: u64) {
+        if !self.current(generation) {
+            return;
+        }
+        let now = Instant::now();
+        let mut d = self.data.lock().unwrap();
+        if let Some(last) = d.last_video_in.replace(now) {
+            d.intervals.push_back(now.saturating_duration_since(last));
+            while d.intervals.len() > INTERVALS {
+                d.intervals.pop_front();
+            }
+        }
+    }
+
+    fn push_video(&self, generation: u64, buffer: gst::Buffer, stats: Option<PictureStats>) {
+        if !self.current(generation) {
+            return;
+        }
+        let now = Instant::now();
+        let threshold = self.settings.black_threshold.load(Ordering::Relaxed);
+        let mut d = self.data.lock().unwrap();
+        d.last_data = Some(now);
+        d.last_video = Some(now);
         d.buffers += 1;
+        d.content
+            .picture(now, stats, u8::try_from(threshold).unwrap_or(u8::MAX));
         d.video.push_back(buffer);
         while d.video.len() > VIDEO_QUEUE {
             d.video.pop_front();
@@ -121,13 +188,55 @@ impl InputShared {
         let Ok(map) = buffer.map_readable() else {
             return;
         };
+        let level = self
+            .audio_format
+            .as_deref()
+            .and_then(|f| content::audio_level_db(map.as_slice(), f));
+        let silence = f64::from(self.settings.silence_db.load(Ordering::Relaxed));
+        let now = Instant::now();
         let mut d = self.data.lock().unwrap();
-        d.last_data = Some(Instant::now());
+        d.last_data = Some(now);
+        d.last_audio = Some(now);
         d.buffers += 1;
+        d.content.audio(now, level, silence);
         d.audio.extend(map.as_slice());
         let excess = d.audio.len().saturating_sub(self.audio_cap);
         d.audio.drain(..excess);
     }
+}
+
+/// Measures a picture for the content checks: the luma of YUV and grey formats, the brightest
+/// of R, G and B otherwise; `None` for formats deeper than 8 bits.
+fn measure_picture(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Option<PictureStats> {
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info).ok()?;
+    let finfo = info.format_info();
+    let comps: &[u8] = if finfo.is_yuv() || finfo.is_gray() {
+        &[0]
+    } else {
+        &[0, 1, 2]
+    };
+    let mut result: Option<PictureStats> = None;
+    for &c in comps {
+        if finfo.depth()[c as usize] != 8 {
+            return None;
+        }
+        let data = frame.comp_data(u32::from(c)).ok()?;
+        let s = content::picture_stats(
+            data,
+            frame.comp_width(u32::from(c)) as usize,
+            frame.comp_height(u32::from(c)) as usize,
+            frame.comp_stride(u32::from(c)) as usize,
+            frame.comp_pstride(u32::from(c)) as usize,
+        )?;
+        result = Some(match result {
+            None => s,
+            Some(r) => PictureStats {
+                max_luma: r.max_luma.max(s.max_luma),
+                hash: r.hash.rotate_left(7) ^ s.hash,
+            },
+        });
+    }
+    result
 }
 
 /// What every run of an input needs to build its pipeline.
@@ -469,12 +578,20 @@ impl Linker {
         );
         let shared = self.shared.clone();
         let generation = self.generation;
+        shared.set_stream(generation, video);
         let callbacks = if video {
+            let mut info: Option<(gst::Caps, gst_video::VideoInfo)> = None;
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
-                    if let Some(buffer) = sample.buffer_owned() {
-                        shared.push_video(generation, buffer);
+                    if let (Some(buffer), Some(caps)) = (sample.buffer_owned(), sample.caps()) {
+                        if info.as_ref().is_none_or(|(c, _)| c != caps) {
+                            info = gst_video::VideoInfo::from_caps(caps)
+                                .ok()
+                                .map(|i| (caps.to_owned(), i));
+                        }
+                        let stats = info.as_ref().and_then(|(_, i)| measure_picture(&buffer, i));
+                        shared.push_video(generation, buffer, stats);
                     }
                     Ok(gst::FlowSuccess::Ok)
                 })
@@ -503,6 +620,18 @@ impl Linker {
         sink.set_property("max-lateness", -1i64);
         sink.set_property("qos", false);
         elements.push(sink.upcast());
+        if video {
+            // The input's own cadence, before `videorate` repeats or drops pictures.
+            let shared = self.shared.clone();
+            let generation = self.generation;
+            elements[3]
+                .static_pad("sink")
+                .expect("videorate sink pad")
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    shared.video_in(generation);
+                    gst::PadProbeReturn::Ok
+                });
+        }
         pipeline.add_many(&elements)?;
         gst::Element::link_many(&elements)?;
         for e in elements.iter().rev() {

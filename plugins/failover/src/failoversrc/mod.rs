@@ -9,12 +9,15 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod content;
 mod controller;
+mod health;
 mod imp;
 mod input;
 mod output;
+mod types;
 
-pub use controller::{Standby, Status, SwitchReason};
+pub use types::{Standby, Status, SwitchReason};
 
 /// Joins `thread` if it ends within `limit`; otherwise leaves it detached and returns false: a
 /// teardown that hangs (a push that never returns, a pipeline that never stops) must not hang
