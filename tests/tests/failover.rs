@@ -200,18 +200,48 @@ impl Drop for Rig {
     }
 }
 
+/// An input of a test rig: a URI, or an application source element.
+enum In {
+    Uri(String),
+    Element(gst::Element),
+}
+
 impl Rig {
     fn new(uris: &[&str], props: &str) -> Self {
+        let inputs = uris.iter().map(|u| In::Uri(u.to_string())).collect();
+        Self::build(inputs, props, false)
+    }
+
+    /// With `enable-audio=true` and the audio pad linked to a fakesink too.
+    fn with_audio(inputs: Vec<In>, props: &str) -> Self {
+        Self::build(inputs, props, true)
+    }
+
+    fn build(inputs: Vec<In>, props: &str, audio: bool) -> Self {
         init();
-        let p = pipeline(&format!(
-            "vigilfailoversrc name=f enable-audio=false \
-             video-caps=video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
-             stall-timeout={STALL_MS} retry-backoff-min=200 retry-backoff-max=1000 {props} \
-             ! fakesink name=out sync=false"
-        ));
+        let p = if audio {
+            pipeline(&format!(
+                "vigilfailoversrc name=f enable-audio=true \
+                 video-caps=video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+                 stall-timeout={STALL_MS} retry-backoff-min=200 retry-backoff-max=1000 {props} \
+                 f.video ! fakesink name=out sync=false f.audio ! fakesink sync=false"
+            ))
+        } else {
+            pipeline(&format!(
+                "vigilfailoversrc name=f enable-audio=false \
+                 video-caps=video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+                 stall-timeout={STALL_MS} retry-backoff-min=200 retry-backoff-max=1000 {props} \
+                 ! fakesink name=out sync=false"
+            ))
+        };
         let f = p.by_name("f").unwrap();
-        for u in uris {
-            assert!(f.emit_by_name::<bool>("add-uri", &[u]), "add-uri {u}");
+        for input in inputs {
+            match input {
+                In::Uri(u) => assert!(f.emit_by_name::<bool>("add-uri", &[&u]), "add-uri {u}"),
+                In::Element(e) => {
+                    assert!(f.emit_by_name::<bool>("add-source", &[&e]), "add-source")
+                }
+            }
         }
         let frames = Arc::new(Mutex::new(Vec::new()));
         let fr = frames.clone();
@@ -1145,4 +1175,338 @@ fn rtsp_primary_stops_and_restarts_failover_then_failback() {
             .any(|w| w == [Colour::White, Colour::Red, Colour::White]),
         "white (RTSP), red (backup), white again: {r:?}"
     );
+}
+
+/// A Matroska file made by `desc` (a launch line ending in a muxer named `m`), once per name.
+fn made(name: &str, desc: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| scratch("failover-health-media"));
+    let path = dir.join(format!("{name}.mkv"));
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap();
+    if !path.exists() {
+        let p = pipeline(&format!("{desc} m. ! filesink location={}", path.display()));
+        let log = run(&p, Duration::from_secs(30), Duration::ZERO);
+        stop_within(&p, Duration::from_secs(5));
+        assert!(log.eos.is_some(), "{name}: {}", log.error_text());
+    }
+    path
+}
+
+/// 10 s of black picture and digitally silent audio.
+fn black_and_silent() -> PathBuf {
+    made(
+        "black-silent",
+        "matroskamux name=m streamable=true \
+         videotestsrc pattern=black num-buffers=300 ! video/x-raw,width=160,height=120,framerate=30/1 ! jpegenc ! m. \
+         audiotestsrc wave=silence num-buffers=500 samplesperbuffer=960 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! m.",
+    )
+}
+
+/// 10 s of audio only (a tone).
+fn audio_only() -> PathBuf {
+    made(
+        "audio-only",
+        "matroskamux name=m streamable=true \
+         audiotestsrc num-buffers=500 samplesperbuffer=960 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! m.",
+    )
+}
+
+/// 10 s of white at one frame per second.
+fn one_fps() -> PathBuf {
+    made(
+        "white-1fps",
+        "matroskamux name=m streamable=true \
+         videotestsrc pattern=white num-buffers=10 ! video/x-raw,width=160,height=120,framerate=1/1 ! jpegenc ! m.",
+    )
+}
+
+/// The primary's `statistics` entry.
+fn input_stats(rig: &Rig, index: usize) -> gst::Structure {
+    let stats = rig.statistics();
+    let inputs = stats.get::<gst::Array>("inputs").unwrap();
+    inputs[index].get::<gst::Structure>().unwrap()
+}
+
+/// Statuses that claim live content, from `at` on.
+fn healthy_since(rig: &Rig, at: Duration) -> Vec<(Duration, String)> {
+    rig.statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, s)| *t >= at && (s == "healthy" || s == "failover"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn live_input_whose_video_dies_while_audio_flows_fails_over_with_reason_stall() {
+    let _serial = serial();
+    init();
+    // A live camera-like source: white video and a tone; its video stops after 2 s while its
+    // audio goes on.
+    let src = gst::Bin::with_name("camera");
+    let video = gst::parse::bin_from_description(
+        "videotestsrc is-live=true pattern=white ! video/x-raw,width=160,height=120,framerate=30/1 ! identity name=gate",
+        true,
+    )
+    .unwrap();
+    let audio = gst::parse::bin_from_description(
+        "audiotestsrc is-live=true ! audio/x-raw,rate=48000,channels=2 ! identity",
+        true,
+    )
+    .unwrap();
+    src.add_many([&video, &audio]).unwrap();
+    for (part, name) in [(&video, "video"), (&audio, "audio")] {
+        let ghost = gst::GhostPad::builder_with_target(&part.static_pad("src").unwrap())
+            .unwrap()
+            .name(name)
+            .build();
+        src.add_pad(&ghost).unwrap();
+    }
+    let dead = Arc::new(AtomicBool::new(false));
+    let d = dead.clone();
+    let died_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let da = died_at.clone();
+    video
+        .by_name("gate")
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if d.load(Ordering::SeqCst) {
+                da.lock().unwrap().get_or_insert_with(Instant::now);
+                gst::PadProbeReturn::Drop
+            } else {
+                gst::PadProbeReturn::Ok
+            }
+        });
+    let red = file_uri(&media("red", 20));
+    let mut rig = Rig::with_audio(
+        vec![In::Element(src.upcast()), In::Uri(red.clone())],
+        "failback-delay=-1",
+    );
+    assert!(
+        rig.wait(Duration::from_secs(6), |r| r.status() == "healthy"),
+        "{:?}",
+        rig.statistics()
+    );
+    rig.wait(Duration::from_secs(2), |_| false);
+    let n = rig.switches.len();
+    dead.store(true, Ordering::SeqCst);
+    let kill = rig.start.elapsed();
+    assert!(
+        rig.wait(Duration::from_secs(5), |r| r
+            .switched_to_since(&red, n)
+            .is_some()),
+        "no failover while the video is dead and the audio flows: {:?}",
+        rig.statistics()
+    );
+    let (at, s) = rig.switched_to_since(&red, n).unwrap().clone();
+    assert_eq!(reason(&s), "stall", "{s}");
+    let took = at - kill;
+    eprintln!("video died: backup on air {took:?} later (stall-timeout {STALL_MS} ms)");
+    assert!(
+        took >= Duration::from_millis(STALL_MS - 50)
+            && took < Duration::from_millis(STALL_MS + 700),
+        "switch {took:?} after the video died"
+    );
+    let primary = input_stats(&rig, 0);
+    let why = primary.get::<String>("last-error").unwrap();
+    assert!(
+        why.contains("no video") && why.contains("audio"),
+        "the failure says which stream: {why}"
+    );
+    // Never healthy once the video was dead for more than the flow window.
+    let late = healthy_since(&rig, kill + Duration::from_millis(300));
+    assert!(
+        late.iter().all(|(_, s)| s == "failover"),
+        "healthy while the primary's video was dead: {late:?}"
+    );
+    assert!(rig.wait(Duration::from_secs(2), |r| r.status() == "failover"));
+    rig.finish();
+}
+
+#[test]
+fn audio_only_input_is_never_healthy_on_video_and_a_video_backup_is_preferred() {
+    let _serial = serial();
+    let audio = file_uri(&audio_only());
+    // Alone: filler on air, degraded, and the status says why.
+    let mut rig = Rig::with_audio(vec![In::Uri(audio.clone())], "");
+    let degraded = rig.wait(Duration::from_secs(5), |r| {
+        r.status() == "degraded"
+            && r.statistics()
+                .get::<String>("status-detail")
+                .unwrap()
+                .contains("no video")
+    });
+    assert!(degraded, "{:?}", rig.statistics());
+    rig.wait(Duration::from_secs(1), |_| false);
+    assert!(
+        healthy_since(&rig, Duration::ZERO).is_empty(),
+        "healthy with an audio-only input: {:?}",
+        rig.statuses.lock().unwrap()
+    );
+    let frames = rig.finish();
+    assert!(
+        runs(&frames).iter().all(|c| *c == Colour::Black),
+        "filler on the video output"
+    );
+
+    // With a video backup: the backup goes on air at once, as a failover.
+    let blue = file_uri(&media("blue", 20));
+    let mut rig = Rig::with_audio(vec![In::Uri(audio), In::Uri(blue.clone())], "");
+    assert!(
+        rig.wait(Duration::from_secs(3), |r| r.status() == "failover"),
+        "{:?}",
+        rig.statistics()
+    );
+    let (at, s) = rig.switched_to(&blue).unwrap().clone();
+    eprintln!("audio-only primary: video backup on air {at:?} after PLAYING");
+    assert_eq!(reason(&s), "initial");
+    assert!(at < Duration::from_millis(1000), "backup on air at {at:?}");
+    rig.wait(Duration::from_secs(2), |_| false);
+    assert!(
+        !rig.statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, s)| s == "healthy"),
+        "healthy with an audio-only primary"
+    );
+    rig.finish();
+}
+
+#[test]
+fn black_picture_and_silence_fail_over_with_their_reasons_after_their_timeouts() {
+    let _serial = serial();
+    let dark = file_uri(&black_and_silent());
+    let red = file_uri(&media("red", 20));
+    // Checks off: the black, silent primary stays on air, and statistics still say how long
+    // it has been black and silent.
+    let mut rig = Rig::with_audio(vec![In::Uri(dark.clone()), In::Uri(red.clone())], "");
+    assert!(rig.wait(Duration::from_secs(5), |r| r.status() == "healthy"));
+    rig.wait(Duration::from_millis(1500), |_| false);
+    let primary = input_stats(&rig, 0);
+    let black = primary.get::<u64>("black-ms").unwrap();
+    let silent = primary.get::<u64>("silent-ms").unwrap();
+    assert!(
+        black >= 1000 && silent >= 1000,
+        "black {black} ms, silent {silent} ms: {primary}"
+    );
+    assert_eq!(rig.status(), "healthy", "checks off: no failover");
+    rig.finish();
+
+    for (props, expected, limit) in [
+        ("black-timeout=800", "black", 800u64),
+        ("silence-timeout=800", "silence", 800),
+    ] {
+        let mut rig = Rig::with_audio(
+            vec![In::Uri(dark.clone()), In::Uri(red.clone())],
+            &format!("{props} failback-delay=0"),
+        );
+        assert!(
+            rig.wait(Duration::from_secs(6), |r| r
+                .switches
+                .iter()
+                .any(|(_, s)| reason(s) == expected)),
+            "{props}: no switch for {expected}: {:?}",
+            rig.statistics()
+        );
+        let (at, s) = rig
+            .switches
+            .iter()
+            .find(|(_, s)| reason(s) == expected)
+            .unwrap()
+            .clone();
+        eprintln!("{props}: switched to the backup {at:?} after PLAYING");
+        assert_eq!(s.get::<String>("to").unwrap(), red);
+        assert!(
+            at >= Duration::from_millis(limit) && at < Duration::from_millis(limit + 1500),
+            "{props}: switch at {at:?}"
+        );
+        // The impaired primary stays impaired (it is still black and silent): no failback,
+        // even with failback-delay=0, and never healthy after the switch.
+        rig.wait(Duration::from_secs(2), |_| false);
+        assert_eq!(rig.status(), "failover", "{:?}", rig.statistics());
+        assert!(
+            healthy_since(&rig, at).iter().all(|(_, s)| s == "failover"),
+            "{props}: healthy on an impaired primary"
+        );
+        let primary = input_stats(&rig, 0);
+        assert_eq!(
+            primary.get::<String>("state").unwrap(),
+            expected,
+            "{primary}"
+        );
+        rig.finish();
+    }
+}
+
+#[test]
+fn a_one_fps_input_is_healthy_while_its_frames_come_every_second() {
+    let _serial = serial();
+    let slow = file_uri(&one_fps());
+    // stall-timeout (700 ms) shorter than the input's frame interval: its own cadence rules.
+    let mut rig = Rig::new(&[&slow], "");
+    assert!(
+        rig.wait(Duration::from_secs(6), |r| r.status() == "healthy"),
+        "{:?}",
+        rig.statistics()
+    );
+    let since = rig.start.elapsed();
+    rig.wait(Duration::from_secs(5), |_| false);
+    let statuses: Vec<_> = rig
+        .statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| *t > since)
+        .cloned()
+        .collect();
+    assert!(
+        statuses.is_empty(),
+        "the status flapped on a 1 fps input: {statuses:?}"
+    );
+    assert_eq!(
+        rig.switches.len(),
+        1,
+        "only the initial switch: {:?}",
+        rig.switches
+    );
+    let primary = input_stats(&rig, 0);
+    let interval = primary.get::<u64>("frame-interval-ms").unwrap();
+    assert!(
+        (800..=1300).contains(&interval),
+        "its own frame interval, measured: {interval} ms"
+    );
+    rig.finish();
+}
+
+#[test]
+fn rtsp_primary_with_a_stall_timeout_below_its_jitterbuffer_latency_goes_on_air() {
+    let _serial = serial();
+    let rtsp = RtspServer::start();
+    let red = file_uri(&media("red", 40));
+    // rtspsrc holds 2 s in its jitter buffer before the first frame: start-timeout (5 s by
+    // default) covers the start, stall-timeout (1 s) the gaps once it flows.
+    let mut rig = Rig::new(&[&rtsp.uri, &red], "stall-timeout=1000 failback-delay=-1");
+    assert!(
+        rig.wait(Duration::from_secs(10), |r| r.status() == "healthy"
+            && r.f.property::<Option<String>>("active-input").as_deref()
+                == Some(rtsp.uri.as_str())),
+        "the RTSP primary never went on air: {:?}",
+        rig.statistics()
+    );
+    let (at, s) = rig.switched_to(&rtsp.uri).unwrap().clone();
+    eprintln!("RTSP primary on air {at:?} after PLAYING ({})", reason(&s));
+    // The backup was on air meanwhile, and the primary took over when it flowed.
+    assert_eq!(reason(&s), "preferred");
+    let primary = input_stats(&rig, 0);
+    assert_eq!(primary.get::<u64>("failures").unwrap(), 0, "{primary}");
+    rig.wait(Duration::from_secs(1), |_| false);
+    assert_eq!(rig.status(), "healthy");
+    let frames = rig.finish();
+    let r = runs(&frames);
+    assert!(r.ends_with(&[Colour::White]), "{r:?}");
 }

@@ -93,3 +93,83 @@ fn without_audio_there_is_no_audio_pad_and_linking_one_fails() {
         }
     }
 }
+
+#[test]
+fn without_audio_a_recording_into_a_muxer_ends_cleanly_on_interrupt() {
+    init();
+    let dir = scratch("failover-mux");
+    let input = dir.join("in.mkv");
+    let log = run_to_end(
+        &format!(
+            "videotestsrc num-buffers=300 ! video/x-raw,width=160,height=120,framerate=30/1 ! jpegenc \
+             ! matroskamux ! filesink location={}",
+            input.display()
+        ),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(log.eos.is_some(), "{}", log.error_text());
+    let out = dir.join("out.mkv");
+    // As a user records with gst-launch-1.0 -e and stops it with Ctrl-C.
+    let mut child = std::process::Command::new("gst-launch-1.0")
+        .arg("-e")
+        .args(
+            format!(
+                "vigilfailoversrc enable-audio=false uris=<\"file://{}\"> \
+                 video-caps=video/x-raw,width=160,height=120,framerate=30/1 \
+                 ! videoconvert ! jpegenc ! matroskamux ! filesink location={}",
+                input.display(),
+                out.display()
+            )
+            .split_whitespace(),
+        )
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gst-launch-1.0");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() >= end {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let status = status.expect("gst-launch-1.0 -e did not end within 10 s of Ctrl-C");
+    assert!(status.success(), "gst-launch-1.0 exited with {status}");
+    // The file is finished: it plays to its end.
+    let p = pipeline(&format!(
+        "filesrc location={} ! matroskademux ! jpegdec ! fakesink name=sink",
+        out.display()
+    ));
+    let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let f = frames.clone();
+    p.by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        });
+    let log = run(
+        &p,
+        std::time::Duration::from_secs(20),
+        std::time::Duration::ZERO,
+    );
+    stop_within(&p, std::time::Duration::from_secs(2));
+    assert!(
+        log.eos.is_some(),
+        "the recording plays to its end: {}",
+        log.error_text()
+    );
+    let n = frames.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n >= 30, "{n} frames recorded in about 2 s");
+}
