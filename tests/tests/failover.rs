@@ -1397,12 +1397,15 @@ fn black_picture_and_silence_fail_over_with_their_reasons_after_their_timeouts()
     assert_eq!(rig.status(), "healthy", "checks off: no failover");
     rig.finish();
 
-    for (props, expected, limit) in [
-        ("black-timeout=800", "black", 800u64),
-        ("silence-timeout=800", "silence", 800),
+    // A still picture is a frozen one: the backup for the freeze check moves.
+    let ball = file_uri(&media("ball", 20));
+    for (props, expected, limit, backup) in [
+        ("black-timeout=800", "black", 800u64, &red),
+        ("silence-timeout=800", "silence", 800, &red),
+        ("freeze-timeout=800", "frozen", 800, &ball),
     ] {
         let mut rig = Rig::with_audio(
-            vec![In::Uri(dark.clone()), In::Uri(red.clone())],
+            vec![In::Uri(dark.clone()), In::Uri(backup.clone())],
             &format!("{props} failback-delay=0"),
         );
         assert!(
@@ -1420,7 +1423,7 @@ fn black_picture_and_silence_fail_over_with_their_reasons_after_their_timeouts()
             .unwrap()
             .clone();
         eprintln!("{props}: switched to the backup {at:?} after PLAYING");
-        assert_eq!(s.get::<String>("to").unwrap(), red);
+        assert_eq!(&s.get::<String>("to").unwrap(), backup);
         assert!(
             at >= Duration::from_millis(limit) && at < Duration::from_millis(limit + 1500),
             "{props}: switch at {at:?}"
