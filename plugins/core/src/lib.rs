@@ -17,6 +17,7 @@ pub mod av1;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 mod outcome;
+mod threads;
 mod worker;
 
 pub use activity::{ActivityProbe, ThreadCpuProbe};
@@ -24,6 +25,7 @@ pub use outcome::{
     FailureReport, Phase, RunOutcome, WATCHDOG_DETAILS, conclude_drain, report_outcome,
     report_teardown,
 };
+pub use threads::join_within;
 pub use worker::{
     Codec, CodecError, CodecErrorKind, Emitter, SHUTDOWN_FALLBACK, WorkerConfig, WorkerContext,
     WorkerError, WorkerHandle, interrupt_on_stop,

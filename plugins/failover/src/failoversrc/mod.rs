@@ -19,20 +19,7 @@ mod types;
 
 pub use types::{Standby, Status, SwitchReason};
 
-/// Joins `thread` if it ends within `limit`; otherwise leaves it detached and returns false: a
-/// teardown that hangs (a push that never returns, a pipeline that never stops) must not hang
-/// the element's state change.
-fn join_within(thread: std::thread::JoinHandle<()>, limit: std::time::Duration) -> bool {
-    let end = std::time::Instant::now() + limit;
-    while !thread.is_finished() {
-        if std::time::Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let _ = thread.join();
-    true
-}
+use vigil_core::join_within;
 
 /// Name of the element message posted on every switch.
 pub const SWITCHED_MESSAGE: &str = "vigil-failover-switched";
