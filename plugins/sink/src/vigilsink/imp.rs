@@ -301,13 +301,22 @@ impl VigilSink {
     fn fail(&self, what: &str, e: WorkerError) -> gst::FlowError {
         if matches!(e, WorkerError::AlreadyFailed)
             && !self.failure_reported_in_run.swap(true, Ordering::SeqCst)
-            && let Some(outcome) = self.abandoned_at_end_of_run.lock().unwrap().clone()
         {
             // The consumer was abandoned in an earlier run (reported then): this run cannot
             // write anything, and its first failure says why, with the watchdog details.
-            return vigil_core::report_outcome(&self.element(), what, outcome)
-                .err()
-                .unwrap_or(gst::FlowError::Error);
+            let earlier = self.abandoned_at_end_of_run.lock().unwrap().clone();
+            if let Some(outcome) = earlier {
+                return vigil_core::report_outcome(&self.element(), what, outcome)
+                    .err()
+                    .unwrap_or(gst::FlowError::Error);
+            }
+            // Never a silent flow error.
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Write,
+                ["the {} is not running: an earlier failure stopped it", what]
+            );
+            return gst::FlowError::Error;
         }
         if let WorkerError::Failed(outcome) = &e {
             // Kept for a later run of the same consumer (see above).
@@ -1161,6 +1170,14 @@ impl BaseSinkImpl for VigilSink {
                         Ok(outcome) => {
                             counters.queued_bytes.store(0, Ordering::Relaxed);
                             drop(guard);
+                            if outcome != RunOutcome::Completed {
+                                // Reported here; kept so that a later run of this consumer
+                                // fails with the watchdog's details, not a bare flow error
+                                // (found by the contract test).
+                                *self.abandoned_at_end_of_run.lock().unwrap() =
+                                    Some(outcome.clone());
+                                self.failure_reported_in_run.store(true, Ordering::SeqCst);
+                            }
                             let _ = vigil_core::report_outcome(&self.element(), what, outcome);
                         }
                         Err(e) => {
