@@ -323,6 +323,10 @@ impl VigilSink {
             *self.abandoned_at_end_of_run.lock().unwrap() = Some(outcome.clone());
             self.failure_reported_in_run.store(true, Ordering::SeqCst);
         }
+        if !matches!(e, WorkerError::Interrupted) {
+            // Whatever this failure is, it is posted now: nothing more in this run.
+            self.failure_reported_in_run.store(true, Ordering::SeqCst);
+        }
         if let WorkerError::Failed(RunOutcome::WatchdogAbandoned(_)) = &e {
             self.counters
                 .lock()
