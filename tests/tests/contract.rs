@@ -95,7 +95,8 @@ fn properties(kind: Kind) -> &'static [(&'static str, &'static str)] {
     match kind {
         Kind::Encoder => &[
             ("target-bitrate", "500"),
-            ("target-bitrate", "3000"),
+            // A rate change while running drains and recreates the encoder.
+            ("crf", "20"),
             ("preset", "13"),
         ],
         Kind::Decoder => &[
