@@ -550,3 +550,28 @@ pub fn run_to_end(desc: &str, deadline: Duration) -> RunLog {
     stop_within(&p, Duration::from_secs(2));
     log
 }
+
+/// The OBU types of a temporal unit in the low-overhead format (every OBU with its size field,
+/// as SVT-AV1 writes them).
+pub fn obu_types(data: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut p = 0;
+    while p < data.len() {
+        let header = data[p];
+        types.push((header >> 3) & 0x0f);
+        let mut q = p + 1 + usize::from(header & 0x04 != 0);
+        let mut size = 0usize;
+        for i in 0..8 {
+            let Some(&b) = data.get(q) else {
+                return types;
+            };
+            q += 1;
+            size |= ((b & 0x7f) as usize) << (7 * i);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        p = q + size;
+    }
+    types
+}

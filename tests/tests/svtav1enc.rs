@@ -329,28 +329,6 @@ fn timestamps_are_carried_and_key_frames_flagged() {
     }
 }
 
-/// OBU types in a temporal unit.
-fn obu_types(data: &[u8]) -> Vec<u8> {
-    let mut types = Vec::new();
-    let mut p = 0;
-    while p < data.len() {
-        let h = data[p];
-        types.push((h >> 3) & 0xf);
-        let mut q = p + 1 + usize::from(h & 4 != 0);
-        let mut size = 0usize;
-        for i in 0..8 {
-            let b = data[q];
-            q += 1;
-            size |= ((b & 0x7f) as usize) << (7 * i);
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        p = q + size;
-    }
-    types
-}
-
 fn key_indices(out: &[gst::Buffer]) -> Vec<u64> {
     out.iter()
         .filter(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT))

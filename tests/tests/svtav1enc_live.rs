@@ -15,29 +15,6 @@ const FPS: u64 = 30;
 const FRAMES: u64 = 240;
 const SWITCH_AT: u64 = 120;
 
-/// The OBU types of a low-overhead bitstream (`obu_has_size_field` set, as SVT-AV1 writes).
-fn obu_types(data: &[u8]) -> Vec<u8> {
-    let mut types = Vec::new();
-    let mut p = 0;
-    while p < data.len() {
-        let header = data[p];
-        types.push((header >> 3) & 0x0f);
-        p += 1 + usize::from(header & 0x04 != 0);
-        let (mut size, mut shift) = (0usize, 0);
-        loop {
-            let b = data[p];
-            p += 1;
-            size |= ((b & 0x7f) as usize) << shift;
-            shift += 7;
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        p += size;
-    }
-    types
-}
-
 /// Runs `FRAMES` frames through the encoder set up by `props`; `change` is called on the
 /// encoder from the streaming thread just before frame `SWITCH_AT` enters it. Returns the
 /// packets and the bus messages.

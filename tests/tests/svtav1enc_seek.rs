@@ -187,30 +187,6 @@ fn seek_and_check(from_playing: bool, props: &str) {
     }
 }
 
-/// The OBU types of a low-overhead bitstream (`obu_has_size_field` set, as SVT-AV1 writes).
-fn obu_types(data: &[u8]) -> Vec<u8> {
-    let mut types = Vec::new();
-    let mut p = 0;
-    while p < data.len() {
-        let header = data[p];
-        let ext = header & 0x04 != 0;
-        types.push((header >> 3) & 0x0f);
-        p += 1 + usize::from(ext);
-        let (mut size, mut shift) = (0usize, 0);
-        loop {
-            let b = data[p];
-            p += 1;
-            size |= ((b & 0x7f) as usize) << shift;
-            shift += 7;
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        p += size;
-    }
-    types
-}
-
 #[test]
 fn seek_from_paused_delivers_a_decodable_stream_inside_the_segment() {
     seek_and_check(false, "");
