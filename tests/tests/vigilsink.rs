@@ -207,3 +207,40 @@ fn inspect_is_clean_and_every_property_documented() {
         &["new-sample"],
     );
 }
+
+#[test]
+fn after_a_wedged_flush_seeks_eos_and_null_never_hang() {
+    init();
+    let dir = scratch("vigilsink-wedged-flush");
+    let out = dir.join("out.raw");
+    let p = pipeline(&format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+         ! vigilsink name=el location={} watchdog-timeout=1000 {}",
+        out.display(),
+        fault_property("wedge:flush")
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    let seek = |p: &gst::Pipeline, ms: u64| {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            let _ = p.seek_simple(
+                gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                gst::ClockTime::from_mseconds(ms),
+            );
+        });
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // The first flush wedges: the consumer is abandoned (an ERROR). The pipeline then never
+    // recovers the state the next seek loses, and its new buffers must not make the sink wait
+    // in preroll for ever.
+    seek(&p, 100);
+    std::thread::sleep(Duration::from_millis(1500));
+    seek(&p, 200);
+    let q = p.clone();
+    std::thread::spawn(move || {
+        let _ = q.send_event(gst::event::Eos::new());
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let took = stop_within(&p, Duration::from_secs(3));
+    eprintln!("NULL after the wedged flush, two seeks and an EOS: {took:?}");
+}

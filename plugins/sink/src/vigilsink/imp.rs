@@ -1106,6 +1106,25 @@ impl BaseSinkImpl for VigilSink {
         BaseSinkImplExt::parent_query(self, query)
     }
 
+    fn prepare(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // Called before GstBaseSink prerolls or syncs. A consumer that has failed cannot take
+        // this run: the buffer is refused here, before GstBaseSink waits in preroll. After an
+        // ERROR a pipeline does not recover a state lost to a flushing seek, so that wait would
+        // last until the application changes the state, holding the streaming thread (and an
+        // application's EOS, and with it the pipeline's state lock, so a set_state from another
+        // thread hangs) behind it (found by the contract test).
+        let mut guard = self.state.lock().unwrap();
+        if let Some(state) = guard.as_mut()
+            && let Err(e) = state.worker.poll_health(vigil_core::Phase::Streaming)
+        {
+            let what = state.what;
+            drop(guard);
+            return Err(self.fail(what, e));
+        }
+        drop(guard);
+        self.parent_prepare(buffer)
+    }
+
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let started = Instant::now();
         let obj = self.obj();
