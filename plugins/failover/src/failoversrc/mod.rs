@@ -10,6 +10,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod controller;
+mod fault;
 mod imp;
 mod input;
 mod output;
