@@ -627,3 +627,36 @@ pub fn run_to_end(desc: &str, deadline: Duration) -> RunLog {
     stop_within(&p, Duration::from_secs(2));
     log
 }
+
+/// The C example program (`examples/c/vigil-record.c`): the meson-built one
+/// (`VIGIL_C_EXAMPLE`, set by `meson test`), or one compiled here with `cc` and
+/// `pkg-config --cflags --libs gstreamer-1.0`, as its header says.
+pub fn c_example() -> PathBuf {
+    static PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PROGRAM
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("VIGIL_C_EXAMPLE") {
+                return PathBuf::from(p);
+            }
+            let dir = scratch("c-example-build");
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/c/vigil-record.c");
+            let out = dir.join("vigil-record");
+            let (ok, flags, err) = run_tool(
+                Command::new("pkg-config").args(["--cflags", "--libs", "gstreamer-1.0"]),
+                Duration::from_secs(30),
+            );
+            assert!(ok, "pkg-config gstreamer-1.0: {err}");
+            let (ok, _, err) = run_tool(
+                Command::new("cc")
+                    .args(["-Wall", "-Wextra", "-Werror"])
+                    .arg(&src)
+                    .arg("-o")
+                    .arg(&out)
+                    .args(flags.split_whitespace()),
+                Duration::from_secs(120),
+            );
+            assert!(ok, "cc vigil-record.c: {err}");
+            out
+        })
+        .clone()
+}

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Every recipe in README.md and docs/ runs as written: each command of each fenced `sh` block
 //! is run with `sh` in a scratch directory that looks like the top of a clone after
-//! `meson compile -C build` (`build/plugins` holds the plugins, `examples/` is the
+//! `meson compile -C build` (`build/plugins` holds the plugins, `build/examples/c/vigil-record` the C example,
+//! `examples/` is the
 //! repository's, `GST_PLUGIN_PATH=$PWD/build/plugins` is exported as the README says), next to
 //! small input files (`in.mkv`, `in.mp4`, `in.ivf`, `in.y4m`, `grain.mkv`, `a.mkv`, `b.mkv`).
 //!
@@ -374,6 +375,8 @@ fn every_recipe_in_the_readme_and_docs_runs_as_written() {
         ));
         std::fs::create_dir_all(dir.join("build")).unwrap();
         std::os::unix::fs::symlink(&plugins, dir.join("build/plugins")).unwrap();
+        std::fs::create_dir_all(dir.join("build/examples/c")).unwrap();
+        std::os::unix::fs::symlink(c_example(), dir.join("build/examples/c/vigil-record")).unwrap();
         std::os::unix::fs::symlink(repo_root().join("examples"), dir.join("examples")).unwrap();
         make_inputs(&dir);
         for recipe in recipes {
