@@ -29,6 +29,9 @@ for element in "$@"; do
   if echo "$out" | grep -q fault-injection; then echo "the packaged $element has a fault-injection property"; exit 1; fi
   echo "package: $element loads from $dir"
 done
+out=$(gst-inspect-1.0 vigilmetrics) || { echo "the vigilmetrics plugin does not load from the package"; exit 1; }
+echo "$out" | grep -q "Filename *$dir/libgstvigilmetrics.so" || { echo "vigilmetrics was not loaded from the package"; exit 1; }
+echo "package: the vigilmetrics tracer plugin loads from $dir"
 gst-launch-1.0 -q videotestsrc num-buffers=10 ! video/x-raw,width=160,height=120 \
   ! vigilsvtav1enc preset=12 ! vigildav1ddec ! fakesink || { echo "a pipeline through the packaged plugins failed"; exit 1; }
 echo "package: videotestsrc ! vigilsvtav1enc ! vigildav1ddec ran from the package's plugins"

@@ -90,7 +90,8 @@ Description: GStreamer plugins that turn failure into an explicit signal
  video pipelines that must never lie about their outcome: vigilsvtav1enc
  (AV1 encoder on SVT-AV1), vigildav1ddec (AV1 decoder on dav1d), vigilsink
  (a sink whose consumer runs on a watched worker thread) and
- vigilfailoversrc (a source bin that fails over between ingest sources).
+ vigilfailoversrc (a source bin that fails over between ingest sources),
+ and the vigilmetrics tracer, which serves their metrics to Prometheus.
  A wedged or panicked codec or consumer is reported as an ERROR message,
  never a hang or a clean end of stream over truncated output.
 EOF

@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 use gst::glib;
 use gst::prelude::*;
 
-/// The plugin packages the tests load, built with their `fault-injection` feature.
+/// The plugin packages the tests load, built with their `fault-injection` feature (the
+/// elements; the metrics tracer has none).
 pub const PLUGIN_PACKAGES: &[&str] = &[
     "gst-plugin-vigil-svtav1",
     "gst-plugin-vigil-dav1d",
     "gst-plugin-vigil-sink",
     "gst-plugin-vigil-failover",
+    "gst-plugin-vigil-metrics",
 ];
 
 /// The directory holding the plugins the tests load: `VIGIL_PLUGIN_DIR` (plugins built with
@@ -51,8 +53,10 @@ fn build_fault_plugins() {
     let target = fault_target_dir();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // The metrics tracer has no fault injection.
     let features = PLUGIN_PACKAGES
         .iter()
+        .filter(|p| **p != "gst-plugin-vigil-metrics")
         .map(|p| format!("{p}/fault-injection"))
         .collect::<Vec<_>>()
         .join(",");
@@ -106,6 +110,7 @@ pub const PLUGINS: &[&str] = &[
     "libgstvigildav1d.so",
     "libgstvigilsink.so",
     "libgstvigilfailover.so",
+    "libgstvigilmetrics.so",
 ];
 
 /// Initialises GStreamer once and loads every vigil plugin from [`plugin_dir`].
