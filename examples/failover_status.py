@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: MPL-2.0
 """vigilfailoversrc from Python: prints every status change and every switch.
 
-    GST_PLUGIN_PATH=target/release python3 examples/failover_status.py \
+    GST_PLUGIN_PATH=build/plugins /usr/bin/python3 examples/failover_status.py \
         [--seconds N] [--stall-timeout MS] URI [URI ...]
+
+(build/plugins is where meson puts the plugins; installed plugins need no GST_PLUGIN_PATH.)
 
 The first URI is the primary, the others are backups in priority order. The output goes to
 a fakesink here; put an encoder and a muxer in its place for a real ingest. Each line is
@@ -32,6 +34,13 @@ def main():
     args = ap.parse_args()
 
     Gst.init(None)
+    if Gst.ElementFactory.find("vigilfailoversrc") is None:
+        print(
+            "vigilfailoversrc is not found: install the vigil plugins, or set GST_PLUGIN_PATH "
+            "to the built ones (build/plugins after meson compile -C build)",
+            file=sys.stderr,
+        )
+        return 2
     pipeline = Gst.parse_launch(
         "vigilfailoversrc name=f enable-audio=false "
         "video-caps=video/x-raw,width=320,height=240,framerate=30/1 "
@@ -39,9 +48,6 @@ def main():
         "! fakesink sync=false"
     )
     src = pipeline.get_by_name("f")
-    if src is None:
-        print("vigilfailoversrc is not available (set GST_PLUGIN_PATH)", file=sys.stderr)
-        return 2
     for uri in args.uris:
         src.emit("add-uri", uri)
 

@@ -18,5 +18,6 @@ for element in "$@"; do
   fi
   echo "$out" | grep -q "Filename.*$dir" || { echo "$element was not loaded from $dir"; echo "$out" | head; exit 1; }
   echo "$out" | grep -q "Element Properties" || { echo "$element shows no properties"; exit 1; }
+  if echo "$out" | grep -q "fault-injection"; then echo "the installed $element has a fault-injection property"; exit 1; fi
   echo "installed $element: OK ($dir)"
 done

@@ -17,7 +17,7 @@ builddir=${VIGIL_BUILD_DIR:-build}
 case "$builddir" in /*) ;; *) builddir="$PWD/$builddir" ;; esac
 [ -f "$builddir/build.ninja" ] || meson setup "$builddir" >/dev/null
 meson compile -C "$builddir" >/dev/null
-export GST_PLUGIN_PATH="$builddir"
+export GST_PLUGIN_PATH="$builddir/plugins"
 export SVT_LOG=1
 
 frames=${VIGIL_DEMO_FRAMES:-150}

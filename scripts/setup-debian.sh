@@ -3,7 +3,9 @@
 # Installs what building and testing vigil needs on Debian 12, skipping what is already there:
 # the GStreamer, SVT-AV1 and dav1d development packages, the reference tools the tests compare
 # against (SvtAv1EncApp, dav1d, ffmpeg), the font the benchmark chart is drawn with (DejaVu),
-# PyGObject, meson, and a Rust toolchain if none is found.
+# PyGObject, meson, the Debian packaging tools (dpkg-dev, lintian), Prometheus (its promtool
+# checks the metrics format, its server scrapes the tracer in a test), and a Rust toolchain if
+# none is found.
 set -euo pipefail
 
 packages=(
@@ -13,6 +15,7 @@ packages=(
   libdav1d-dev libsvtav1enc-dev libgstrtspserver-1.0-dev
   svt-av1 dav1d ffmpeg fonts-dejavu-core
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  dpkg-dev lintian prometheus
 )
 
 missing=()

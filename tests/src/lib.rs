@@ -13,14 +13,95 @@ use std::time::{Duration, Instant};
 use gst::glib;
 use gst::prelude::*;
 
-/// The directory holding the built plugins: `VIGIL_PLUGIN_DIR`, or the cargo target directory
-/// of this test binary (`target/<profile>/deps`).
+/// The plugin packages the tests load, built with their `fault-injection` feature (the
+/// elements; the metrics tracer has none).
+pub const PLUGIN_PACKAGES: &[&str] = &[
+    "gst-plugin-vigil-svtav1",
+    "gst-plugin-vigil-dav1d",
+    "gst-plugin-vigil-sink",
+    "gst-plugin-vigil-failover",
+    "gst-plugin-vigil-metrics",
+];
+
+/// The directory holding the plugins the tests load: `VIGIL_PLUGIN_DIR` (plugins built with
+/// the `fault-injection` feature), or `target/fault-injection/plugins`, which [`init`] fills
+/// by building the plugin crates with the feature into a target directory of their own
+/// (`target/fault-injection`), apart from every other build of the workspace.
 pub fn plugin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("VIGIL_PLUGIN_DIR") {
         return PathBuf::from(d);
     }
+    static BUILT: Once = Once::new();
+    BUILT.call_once(build_fault_plugins);
+    fault_target_dir().join("plugins")
+}
+
+/// `<cargo target dir>/fault-injection`, found from this test binary's path
+/// (`<target>/<profile>/deps/<binary>`).
+fn fault_target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().expect("deps directory").to_path_buf()
+    exe.ancestors()
+        .nth(3)
+        .expect("the test binary lives in <target>/<profile>/deps")
+        .join("fault-injection")
+}
+
+/// Builds the plugin crates with `fault-injection` (debug, `--locked`) into
+/// `target/fault-injection` and copies the four libraries into `plugins/` there. Cargo's own
+/// output goes to this process's stderr; a failed build fails the test.
+fn build_fault_plugins() {
+    let target = fault_target_dir();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // The metrics tracer has no fault injection.
+    let features = PLUGIN_PACKAGES
+        .iter()
+        .filter(|p| **p != "gst-plugin-vigil-metrics")
+        .map(|p| format!("{p}/fault-injection"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--locked", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .args(["--features", &features]);
+    for p in PLUGIN_PACKAGES {
+        cmd.args(["-p", p]);
+    }
+    // A wrapper set for the outer build (clippy's) is not meant for this one.
+    cmd.env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_TARGET_DIR")
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let start = Instant::now();
+    let limit = Duration::from_secs(3600);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for cargo") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("building the fault-injection plugins took longer than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "building the fault-injection plugins failed: {cmd:?}"
+    );
+    let plugins = target.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugins directory");
+    for name in PLUGINS {
+        let built = target.join("debug").join(name);
+        // Copy to a temporary name and rename, so a concurrent test run never loads half a file.
+        let tmp = plugins.join(format!(".{name}.{}", std::process::id()));
+        std::fs::copy(&built, &tmp).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        std::fs::rename(&tmp, plugins.join(name)).expect("rename plugin");
+    }
 }
 
 /// The plugin libraries the tests load.
@@ -29,6 +110,7 @@ pub const PLUGINS: &[&str] = &[
     "libgstvigildav1d.so",
     "libgstvigilsink.so",
     "libgstvigilfailover.so",
+    "libgstvigilmetrics.so",
 ];
 
 /// Initialises GStreamer once and loads every vigil plugin from [`plugin_dir`].
@@ -41,19 +123,19 @@ pub fn init() {
             let path = dir.join(name);
             assert!(
                 path.exists(),
-                "{} is missing: build the plugins (cargo build) or set VIGIL_PLUGIN_DIR",
+                "{} is missing: unset VIGIL_PLUGIN_DIR to have the tests build the plugins",
                 path.display()
             );
             let plugin = gst::Plugin::load_file(&path)
                 .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
             gst::Registry::get().add_plugin(&plugin).ok();
         }
-        // The tests drive the fault-injection surface: a release build of the same file name
-        // (cargo build -p gst-plugin-vigil-svtav1) would have replaced it.
+        // The tests drive the fault-injection surface: VIGIL_PLUGIN_DIR may point at plugins
+        // built without it.
         let enc = gst::ElementFactory::make("vigilsvtav1enc").build().expect("vigilsvtav1enc loads");
         assert!(
             enc.find_property("fault-injection").is_some(),
-            "{} was built without the fault-injection feature: run the tests with `cargo test -p vigil-tests`, which rebuilds it",
+            "{} holds plugins built without the fault-injection feature: unset VIGIL_PLUGIN_DIR to have the tests build them",
             dir.display()
         );
     });
@@ -574,4 +656,37 @@ pub fn obu_types(data: &[u8]) -> Vec<u8> {
         p = q + size;
     }
     types
+}
+
+/// The C example program (`examples/c/vigil-record.c`): the meson-built one
+/// (`VIGIL_C_EXAMPLE`, set by `meson test`), or one compiled here with `cc` and
+/// `pkg-config --cflags --libs gstreamer-1.0`, as its header says.
+pub fn c_example() -> PathBuf {
+    static PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PROGRAM
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("VIGIL_C_EXAMPLE") {
+                return PathBuf::from(p);
+            }
+            let dir = scratch("c-example-build");
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/c/vigil-record.c");
+            let out = dir.join("vigil-record");
+            let (ok, flags, err) = run_tool(
+                Command::new("pkg-config").args(["--cflags", "--libs", "gstreamer-1.0"]),
+                Duration::from_secs(30),
+            );
+            assert!(ok, "pkg-config gstreamer-1.0: {err}");
+            let (ok, _, err) = run_tool(
+                Command::new("cc")
+                    .args(["-Wall", "-Wextra", "-Werror"])
+                    .arg(&src)
+                    .arg("-o")
+                    .arg(&out)
+                    .args(flags.split_whitespace()),
+                Duration::from_secs(120),
+            );
+            assert!(ok, "cc vigil-record.c: {err}");
+            out
+        })
+        .clone()
 }

@@ -19,6 +19,6 @@ gst::plugin_define!(
     "MPL",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    env!("VIGIL_PACKAGE_ORIGIN"),
     env!("BUILD_REL_DATE")
 );

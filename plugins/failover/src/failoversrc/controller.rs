@@ -15,6 +15,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::fault::FaultThread;
 use super::health::{InputHealth, Judgement, Seen};
 use super::input::{InputActor, InputShared, InputSpec, RunConfig};
 use super::output::Output;
@@ -159,7 +160,10 @@ impl Controller {
     pub fn run(mut self) {
         self.reconcile();
         self.configured = true;
+        let mut rounds = 0;
         loop {
+            self.run_config.faults.at(FaultThread::Controller, rounds);
+            rounds += 1;
             let first = match self.events.recv_timeout(TICK) {
                 Ok(e) => Some(e),
                 Err(RecvTimeoutError::Timeout) => None,

@@ -19,6 +19,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::controller::Controller;
+use super::fault::{FaultThread, Faults, run_guarded};
 use super::input::{InputSpec, RunConfig, Source};
 use super::output::{AUDIO_TICK, Output, OutputThread, PadFormat, audio_sample_bytes, make_filler};
 use super::types::{Event, Report, Rules, Standby, Status, Timing};
@@ -72,6 +73,8 @@ struct Settings {
     silence_timeout: u32,
     silence_threshold: i32,
     clear_time: u32,
+    #[cfg(feature = "fault-injection")]
+    fault_injection: String,
 }
 
 impl Default for Settings {
@@ -94,6 +97,8 @@ impl Default for Settings {
             silence_timeout: DEFAULT_SILENCE_TIMEOUT,
             silence_threshold: DEFAULT_SILENCE_THRESHOLD,
             clear_time: DEFAULT_CLEAR_TIME,
+            #[cfg(feature = "fault-injection")]
+            fault_injection: String::new(),
         }
     }
 }
@@ -448,6 +453,14 @@ impl FailoverSrc {
             .map(|a| (a.rate.0 as usize / 4).max(1) * a.bpf)
             .unwrap_or(0);
 
+        #[cfg_attr(not(feature = "fault-injection"), allow(unused_mut))]
+        let mut faults = Faults::default();
+        #[cfg(feature = "fault-injection")]
+        if !settings.fault_injection.trim().is_empty() {
+            let plan = super::fault::ThreadFault::parse(&settings.fault_injection)
+                .map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["{}", e]))?;
+            faults.plan = Some(Arc::new(plan));
+        }
         let output = Arc::new(Output::default());
         let (tx, rx) = channel();
         let run_config = RunConfig {
@@ -455,6 +468,7 @@ impl FailoverSrc {
             video_caps: video_caps.clone(),
             audio_caps: audio.as_ref().map(|a| a.caps.clone()),
             events: tx.clone(),
+            faults: faults.clone(),
         };
         *self.report.lock().unwrap() = Report {
             status: Status::Stopped,
@@ -470,7 +484,10 @@ impl FailoverSrc {
         );
         let controller = std::thread::Builder::new()
             .name("vigil-fo-ctl".into())
-            .spawn(move || controller.run())
+            .spawn({
+                let element = self.obj().downgrade();
+                move || run_guarded(element, FaultThread::Controller, || controller.run())
+            })
             .map_err(|e| gst::error_msg!(gst::CoreError::Thread, ["{}", e]))?;
 
         let mut output_threads = Vec::new();
@@ -485,11 +502,15 @@ impl FailoverSrc {
                 output: output.clone(),
                 format,
                 fill_gaps: settings.fill_gaps,
+                faults: faults.clone(),
             };
             output_threads.push(
                 std::thread::Builder::new()
                     .name(format!("vigil-fo-{}", pad.name()))
-                    .spawn(move || t.run())
+                    .spawn({
+                        let element = self.obj().downgrade();
+                        move || run_guarded(element, FaultThread::Output, || t.run())
+                    })
                     .map_err(|e| gst::error_msg!(gst::CoreError::Thread, ["{}", e]))?,
             );
         }
@@ -607,7 +628,8 @@ impl ObjectSubclass for FailoverSrc {
 impl ObjectImpl for FailoverSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
+            #[cfg_attr(not(feature = "fault-injection"), allow(unused_mut))]
+            let mut props = vec![
                 gst::ParamSpecArray::builder("uris")
                     .nick("URIs")
                     .blurb("Input URIs in priority order, primary first (each opened with uridecodebin); setting it while running adds and removes inputs")
@@ -747,7 +769,17 @@ impl ObjectImpl for FailoverSrc {
                     .blurb("status, active-input, switches, frames, filler-frames, repeated-frames, audio-buffers, inputs (name, priority, state, on-air, retries, failures, last-error, last-data-ms-ago, buffers), switch-history (last 20: from, to, reason, wallclock-ms)")
                     .read_only()
                     .build(),
-            ]
+            ];
+            #[cfg(feature = "fault-injection")]
+            props.push(
+                glib::ParamSpecString::builder("fault-injection")
+                    .nick("Fault injection")
+                    .blurb("Test builds only: KIND:THREAD[:AFTER], KIND wedge, panic or slow=MS, THREAD input, controller or output")
+                    .default_value(Some(""))
+                    .mutable_ready()
+                    .build(),
+            );
+            props
         });
         PROPERTIES.as_ref()
     }
@@ -860,6 +892,10 @@ impl ObjectImpl for FailoverSrc {
             "failback-delay" => s.failback_delay = value.get().unwrap(),
             "exhausted-timeout" => s.exhausted_timeout = value.get().unwrap(),
             "fill-gaps" => s.fill_gaps = value.get().unwrap(),
+            #[cfg(feature = "fault-injection")]
+            "fault-injection" => {
+                s.fault_injection = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
             _ => unimplemented!(),
         }
     }
@@ -893,6 +929,8 @@ impl ObjectImpl for FailoverSrc {
             "failback-delay" => s.failback_delay.to_value(),
             "exhausted-timeout" => s.exhausted_timeout.to_value(),
             "fill-gaps" => s.fill_gaps.to_value(),
+            #[cfg(feature = "fault-injection")]
+            "fault-injection" => s.fault_injection.to_value(),
             "status" => self.report.lock().unwrap().status.to_value(),
             "active-input" => self.report.lock().unwrap().active_input.to_value(),
             "statistics" => {

@@ -21,6 +21,7 @@ use gst::prelude::*;
 use gst_video::prelude::*;
 
 use super::content::{self, ContentTrack, PictureStats};
+use super::fault::FaultThread;
 use super::types::{Event, SwitchReason};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -248,6 +249,8 @@ pub(super) struct RunConfig {
     /// `None` when audio is disabled.
     pub audio_caps: Option<gst::Caps>,
     pub events: Sender<Event>,
+    /// Faults to inject (test builds only).
+    pub faults: super::fault::Faults,
 }
 
 enum Command {
@@ -269,7 +272,15 @@ impl InputActor {
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("vigil-fo-in{}", spec.id))
-            .spawn(move || actor_loop(spec, sh, config, rx))
+            .spawn(move || {
+                let name = spec.name.clone();
+                // An input whose thread panics delivers nothing more: the controller judges
+                // it by its data, as any dead input, and fails over.
+                let body = std::panic::AssertUnwindSafe(|| actor_loop(spec, sh, config, rx));
+                if std::panic::catch_unwind(body).is_err() {
+                    gst::error!(CAT, "input {name}: its thread panicked");
+                }
+            })
             .expect("spawn an input thread");
         Self {
             tx,
@@ -313,11 +324,14 @@ struct Run {
 
 fn actor_loop(spec: InputSpec, shared: Arc<InputShared>, config: RunConfig, rx: Receiver<Command>) {
     let mut run: Option<Run> = None;
+    let mut rounds = 0;
     loop {
         let cmd = rx.recv().unwrap_or(Command::Shutdown);
         if let Some(r) = run.take() {
             teardown(r);
         }
+        config.faults.at(FaultThread::Input, rounds);
+        rounds += 1;
         match cmd {
             Command::Start(generation) => {
                 gst::debug!(

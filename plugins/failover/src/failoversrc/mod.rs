@@ -11,6 +11,7 @@ use gst::prelude::*;
 
 mod content;
 mod controller;
+mod fault;
 mod health;
 mod imp;
 mod input;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 
+use super::fault::FaultThread;
 use super::input::InputShared;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -167,6 +168,8 @@ pub(super) struct OutputThread {
     pub output: Arc<Output>,
     pub format: PadFormat,
     pub fill_gaps: bool,
+    /// Faults to inject (test builds only).
+    pub faults: super::fault::Faults,
 }
 
 enum Pushed {
@@ -233,7 +236,10 @@ impl OutputThread {
         let mut primed: Option<u64> = None;
         let mut seen_switches = u64::MAX;
         let mut eos_sent = false;
+        let mut rounds = 0;
         loop {
+            self.faults.at(FaultThread::Output, rounds);
+            rounds += 1;
             if !self.output.wait_playing() {
                 break;
             }
