@@ -22,8 +22,8 @@ mod worker;
 
 pub use activity::{ActivityProbe, ThreadCpuProbe};
 pub use outcome::{
-    FailureReport, Phase, RunOutcome, WATCHDOG_DETAILS, conclude_drain, report_outcome,
-    report_teardown,
+    FailureReport, Phase, RunOutcome, WATCHDOG_DETAILS, conclude_drain, forward_eos_after_failure,
+    report_outcome, report_teardown,
 };
 pub use threads::join_within;
 pub use worker::{

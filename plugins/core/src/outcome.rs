@@ -199,6 +199,23 @@ pub fn conclude_drain(
     result
 }
 
+/// Hands on an EOS that follows a failure this run already reported: only in PLAYING, where
+/// muxers downstream still finalise what they have. Below PLAYING the failed pipeline never
+/// prerolls, and an EOS that prerolled a sink would complete the state change the ERROR
+/// failed: `gst-launch-1.0` then waits for ever, and a streaming thread waits in preroll.
+/// Returns what `forward_eos` returned, or false.
+pub fn forward_eos_after_failure(
+    element: &gst::Element,
+    forward_eos: impl FnOnce() -> bool,
+) -> bool {
+    use gst::prelude::*;
+    if element.current_state() == gst::State::Playing {
+        forward_eos()
+    } else {
+        false
+    }
+}
+
 /// Maps the outcome of stopping a worker during a state change: a failure is a WARNING (the
 /// run was being torn down anyway), never an ERROR. Returns whether anything was posted.
 pub fn report_teardown(element: &gst::Element, what: &str, outcome: RunOutcome) -> bool {

@@ -997,11 +997,23 @@ impl BaseTransformImpl for VigilDav1dDec {
         use gst::EventView;
         match event.view() {
             EventView::Eos(_) => {
+                if self.state.lock().unwrap().failed {
+                    // The run failed (reported): EOS goes on in PLAYING only.
+                    let element = self.element();
+                    return vigil_core::forward_eos_after_failure(&element, || {
+                        self.parent_sink_event(event)
+                    });
+                }
                 let outcome = match self.drain() {
                     Ok(o) => o,
-                    // Reported already (or downstream refused the data): still let EOS through
-                    // so muxers can finalise.
-                    Err(_) => return self.parent_sink_event(event),
+                    // Reported already (or downstream refused the data): EOS goes on in
+                    // PLAYING so muxers can finalise.
+                    Err(_) => {
+                        let element = self.element();
+                        return vigil_core::forward_eos_after_failure(&element, || {
+                            self.parent_sink_event(event)
+                        });
+                    }
                 };
                 let (inputs, frames_out, failed) = {
                     let state = self.state.lock().unwrap();

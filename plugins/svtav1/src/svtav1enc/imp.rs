@@ -1352,15 +1352,23 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
         use gst::EventView;
         match event.view() {
             EventView::Eos(_) => {
+                let element = self.element();
+                if self.state.lock().unwrap().failed_caps.is_some() {
+                    // The encoder could not start for these caps (reported).
+                    return vigil_core::forward_eos_after_failure(&element, || {
+                        self.parent_sink_event(event)
+                    });
+                }
                 let outcome = match self.drain() {
                     Ok(o) => o,
                     Err(_) => {
-                        // Reported already (or downstream refused the data): still let EOS
-                        // through so muxers can finalise.
-                        return self.parent_sink_event(event);
+                        // Reported already (or downstream refused the data): EOS goes on in
+                        // PLAYING so muxers can finalise.
+                        return vigil_core::forward_eos_after_failure(&element, || {
+                            self.parent_sink_event(event)
+                        });
                     }
                 };
-                let element = self.element();
                 let ok = vigil_core::conclude_drain(&element, WHAT, outcome, || {
                     self.parent_sink_event(event)
                 });
