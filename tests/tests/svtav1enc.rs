@@ -722,3 +722,57 @@ fn flushing_seek_recreates_the_encoder_without_stale_packets() {
         "every frame from the seek target on, in order"
     );
 }
+
+#[test]
+fn a_wedged_encoder_trips_while_another_encoder_starts_and_works_beside_it() {
+    init();
+    // The watchdog tells a slow SVT-AV1 from a wedged one by the CPU of the threads the library
+    // created for that encoder. Two encoders starting at the same moment in one process must
+    // not count each other's threads: the busy one would keep the wedged one "alive" for ever.
+    for round in 0..3 {
+        let busy = pipeline(
+            "videotestsrc num-buffers=900 pattern=ball ! video/x-raw,width=1280,height=720,framerate=30/1 \
+             ! vigilsvtav1enc preset=8 ! fakesink",
+        );
+        let wedged = pipeline(&format!(
+            "videotestsrc num-buffers=300 ! video/x-raw,width=320,height=240,framerate=30/1 \
+             ! vigilsvtav1enc preset=12 watchdog-timeout=2000 {} ! fakesink",
+            fault_property("wedge:streaming:2")
+        ));
+        let b = busy.clone();
+        let starter = std::thread::spawn(move || {
+            let _ = b.set_state(gst::State::Playing);
+        });
+        wedged.set_state(gst::State::Playing).unwrap();
+        starter.join().unwrap();
+        let bus = wedged.bus().unwrap();
+        let t = Instant::now();
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(15),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        );
+        let took = t.elapsed();
+        stop_within(&wedged, Duration::from_secs(5));
+        stop_within(&busy, Duration::from_secs(25));
+        let msg = msg.unwrap_or_else(|| panic!("round {round}: the wedged encoder never tripped"));
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                assert!(
+                    e.details()
+                        .is_some_and(|d| d.name() == vigil_core_details_name()),
+                    "round {round}: the ERROR is the watchdog's: {e:?}"
+                );
+            }
+            _ => panic!("round {round}: a wedged encoder ended in EOS"),
+        }
+        eprintln!("round {round}: tripped {took:?} after PLAYING (watchdog-timeout 2000 ms)");
+        assert!(
+            took < Duration::from_secs(8),
+            "round {round}: tripped after {took:?}"
+        );
+    }
+}
+
+fn vigil_core_details_name() -> &'static str {
+    "vigil-watchdog"
+}

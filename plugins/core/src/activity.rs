@@ -39,6 +39,25 @@ impl ThreadCpuProbe {
         }
     }
 
+    /// As [`ThreadCpuProbe::new_threads_since`], keeping only the threads that carry the
+    /// calling thread's name: Linux gives a new thread the name of the thread that created it,
+    /// so these are the threads the library created from this (worker) thread, and not the
+    /// ones other elements of the process happened to start meanwhile (a busy thread of
+    /// someone else would hide a wedge).
+    pub fn new_threads_since_from_here(before: &BTreeSet<u32>) -> Self {
+        let here = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
+        Self {
+            threads: process_threads()
+                .difference(before)
+                .copied()
+                .filter(|tid| {
+                    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                        .is_ok_and(|name| name == here)
+                })
+                .collect(),
+        }
+    }
+
     /// How many threads it watches.
     pub fn len(&self) -> usize {
         self.threads.len()

@@ -252,9 +252,17 @@ impl SvtEncoder {
         setup: EncoderSetup,
         ctx: &WorkerContext,
     ) -> Result<(Self, StreamHeader), CodecError> {
-        let before = vigil_core::activity::process_threads();
-        let (handle, header) = Self::init(&setup)?;
-        let probe = ThreadCpuProbe::new_threads_since(&before);
+        // The threads SVT-AV1 creates for this encoder, and only those: its start is
+        // serialised with every other encoder's (so two encoders starting at once do not count
+        // each other's threads), and a thread counts only if it was created from this worker
+        // thread (not one another element started meanwhile).
+        let (handle, header, probe) = {
+            let global = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
+            let before = vigil_core::activity::process_threads();
+            let (handle, header) = Self::init_locked(&setup, &global)?;
+            let probe = ThreadCpuProbe::new_threads_since_from_here(&before);
+            (handle, header, probe)
+        };
         if !probe.is_empty() {
             ctx.set_activity_probe(Box::new(probe));
         }
@@ -271,7 +279,15 @@ impl SvtEncoder {
     }
 
     fn init(setup: &EncoderSetup) -> Result<(Handle, StreamHeader), CodecError> {
-        let _global = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
+        let global = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
+        Self::init_locked(setup, &global)
+    }
+
+    /// `init` with the lifecycle lock already held by the caller.
+    fn init_locked(
+        setup: &EncoderSetup,
+        _global: &std::sync::MutexGuard<'_, ()>,
+    ) -> Result<(Handle, StreamHeader), CodecError> {
         let mut handle: *mut svt::EbComponentType = ptr::null_mut();
         // SAFETY: zeroed is a valid bit pattern for this plain C struct; init_handle fills it
         // with the library defaults.
