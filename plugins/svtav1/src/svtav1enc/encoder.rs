@@ -254,8 +254,9 @@ impl SvtEncoder {
     ) -> Result<(Self, StreamHeader), CodecError> {
         // The threads SVT-AV1 creates for this encoder, and only those: its start is
         // serialised with every other encoder's (so two encoders starting at once do not count
-        // each other's threads), and a thread counts only if it was created from this worker
-        // thread (not one another element started meanwhile).
+        // each other's threads), and a thread counts only if it carries this worker's name,
+        // which is unique per encoder (it was created from this worker thread, not by another
+        // element or encoder meanwhile).
         let (handle, header, probe) = {
             let global = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
             let before = vigil_core::activity::process_threads();

@@ -547,7 +547,15 @@ impl VigilSvtAv1Enc {
             parameters: parameters.clone(),
             force_key_frames: force_key_frames_allowed(&parameters),
         };
-        let mut config = WorkerConfig::new("vigil-svtav1", settings.watchdog_timeout);
+        // A name of its own per encoder (at most 15 characters): the threads SVT-AV1 creates
+        // from the worker inherit it, which is how the watchdog's activity probe tells this
+        // encoder's threads from every other thread of the process.
+        static WORKERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "vigil-svt{}",
+            WORKERS.fetch_add(1, Ordering::Relaxed) % 100_000
+        );
+        let mut config = WorkerConfig::new(name, settings.watchdog_timeout);
         config.input_capacity = 4;
         config.interrupt = Some(self.interrupt.clone());
         #[cfg(feature = "fault-injection")]
