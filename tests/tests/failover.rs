@@ -567,8 +567,21 @@ fn failback_after_failback_delay_not_before() {
     let white = media("white", 20);
     let http = HttpServer::start(&white, Http::Silent, 20);
     let red = file_uri(&media("red", 20));
-    let mut rig = Rig::new(&[&http.uri, &red], "failback-delay=1500");
+    let mut rig = Rig::new(
+        &[&http.uri, &red],
+        &format!("failback-delay=1500 start-timeout={STALL_MS}"),
+    );
     assert!(rig.wait(Duration::from_secs(5), |r| r.status() == "failover"));
+    // The primary has failed its start (a primary that delivers later in its first start
+    // takes over at once, as `preferred`): from now on it comes back by failback.
+    assert!(
+        rig.wait(Duration::from_secs(5), |r| input_stats(r, 0)
+            .get::<u64>("failures")
+            .unwrap()
+            >= 1),
+        "{:?}",
+        rig.statistics()
+    );
     http.set(Http::Serve);
     // The primary comes back on a retry; note when it first delivers data again.
     let mut back: Option<Instant> = None;
