@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Running a GStreamer pipeline in this process and timing it from PLAYING to EOS, plus the
-//! probes the benchmarks put on sinks: offering `GstVideoMeta` in the allocation query, counting
-//! buffers, and timing the streaming thread between buffers.
+//! probes the benchmarks put on sinks: counting buffers and timing the streaming thread between
+//! buffers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,21 +78,6 @@ fn sink_pad(pipeline: &gst::Pipeline, element: &str) -> Result<gst::Pad, String>
         .ok_or_else(|| format!("no element named {element}"))?
         .static_pad("sink")
         .ok_or_else(|| format!("{element} has no sink pad"))
-}
-
-/// Makes the sink pad of `element` answer the allocation query with `GstVideoMeta` support, as
-/// a video sink that maps frames through the meta would (fakesink does not answer it).
-pub fn offer_video_meta(pipeline: &gst::Pipeline, element: &str) -> Result<(), String> {
-    sink_pad(pipeline, element)?.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
-        if let Some(q) = info.query_mut()
-            && let gst::QueryViewMut::Allocation(a) = q.view_mut()
-        {
-            a.add_allocation_meta::<gst_video::VideoMeta>(None);
-            return gst::PadProbeReturn::Handled;
-        }
-        gst::PadProbeReturn::Ok
-    });
-    Ok(())
 }
 
 /// Counts the buffers reaching `element`.

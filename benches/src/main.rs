@@ -239,6 +239,7 @@ fn run() -> Result<(), String> {
         fallbacksrc: None,
         skipped: Vec::new(),
         presets: args.presets.clone(),
+        plugin_path: plugin_dir.display().to_string(),
     };
     let build_peers = args.peers.unwrap_or(args.mode == Mode::Full);
     let peers_root = target.join("bench-peers");
@@ -256,6 +257,7 @@ fn run() -> Result<(), String> {
             match peers::ensure(&peers_root, peer, build_peers) {
                 Ok((dir, version)) => {
                     gst::Registry::get().scan_path(&dir);
+                    ctx.plugin_path = format!("{}:{}", ctx.plugin_path, dir.display());
                     if gst::ElementFactory::find(peer.element).is_some() {
                         peers_used.push((
                             peer.element.to_string(),
@@ -322,7 +324,12 @@ fn run() -> Result<(), String> {
     run_suite("sink", &mut ctx, &mut |ctx| {
         suites::sink::run(ctx).map(Some)
     });
-    run_suite("failover", &mut ctx, &mut suites::failover::run);
+    run_suite("failover", &mut ctx, &mut |ctx| {
+        Ok(suites::failover::run(ctx)?.map(|(s, t)| {
+            targets.extend(t);
+            s
+        }))
+    });
 
     report.targets = targets;
     report.finished = machine::now();

@@ -26,10 +26,11 @@ pub const DAV1DDEC: Peer = Peer {
     element: "dav1ddec",
 };
 
-/// `fallbacksrc`, `fallbackswitch`.
+/// `fallbacksrc`, `fallbackswitch`: 0.15 is the newest series; it builds against GStreamer
+/// 1.22 with a resolve that respects rustc 1.92 (edition 2024 and `rust-version` below).
 pub const FALLBACKSRC: Peer = Peer {
     krate: "gst-plugin-fallbackswitch",
-    version_req: "0.11",
+    version_req: "0.15",
     lib_file: "libgstfallbackswitch.so",
     element: "fallbacksrc",
 };
@@ -66,7 +67,7 @@ fn locked_version(lock: &str, krate: &str) -> Option<String> {
 /// The folder holding the built plugin of `peer` (to scan into the registry) and the version
 /// built. Builds it when `build` is true and it is not there yet.
 pub fn ensure(root: &Path, peer: Peer, build: bool) -> Result<(PathBuf, String), String> {
-    let lib_dir = root.join(format!("lib-{}", peer.krate));
+    let lib_dir = root.join(format!("lib-{}-{}", peer.krate, peer.version_req));
     let version_file = lib_dir.join("VERSION");
     if lib_dir.join(peer.lib_file).is_file() {
         let v = std::fs::read_to_string(&version_file).unwrap_or_default();
@@ -90,7 +91,7 @@ pub fn ensure(root: &Path, peer: Peer, build: bool) -> Result<(PathBuf, String),
     std::fs::write(
         fetch.join("Cargo.toml"),
         format!(
-            "[package]\nname = \"vigil-bench-peer-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+            "[package]\nname = \"vigil-bench-peer-fetch\"\nversion = \"0.0.0\"\nedition = \"2024\"\nrust-version = \"1.92\"\npublish = false\n\n\
              [lib]\npath = \"lib.rs\"\n\n[dependencies]\n{} = \"{}\"\n\n[workspace]\n",
             peer.krate, peer.version_req
         ),

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runner::CaseResult;
+use crate::runner::{CaseResult, Run};
 use crate::stats::Summary;
 
 /// What a comparison's runs are turned into (higher is better for both).
@@ -80,6 +80,33 @@ impl Comparison {
         Summary::of(&pairs)
     }
 
+    /// A per-run figure of case `i` over its rounds.
+    fn figure(&self, i: usize, f: impl Fn(&Run) -> Option<f64>) -> Vec<Option<f64>> {
+        self.results[i]
+            .runs
+            .iter()
+            .map(|r| r.as_ref().and_then(&f))
+            .collect()
+    }
+
+    /// CPU time of case `i` over that of case `j`, round by round (lower is cheaper).
+    pub fn cpu_ratio(&self, i: usize, j: usize) -> Option<Summary> {
+        let pairs: Vec<f64> = self
+            .figure(i, |r| r.cpu)
+            .iter()
+            .zip(&self.figure(j, |r| r.cpu))
+            .filter_map(|(x, y)| Some((*x)? / (*y)?))
+            .collect();
+        Summary::of(&pairs)
+    }
+
+    /// Whether any case of this comparison ran as a whole process (has CPU figures).
+    pub fn has_cpu(&self) -> bool {
+        self.results
+            .iter()
+            .any(|r| r.runs.iter().flatten().any(|r| r.cpu.is_some()))
+    }
+
     /// Median output size of case `i`.
     fn size(&self, i: usize) -> Option<Summary> {
         let v: Vec<f64> = self.results[i]
@@ -95,6 +122,9 @@ impl Comparison {
 /// Per-round percentiles of a per-buffer time, lower is better.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Distribution {
+    /// Short name, used by targets.
+    #[serde(default)]
+    pub id: String,
     pub title: String,
     /// Keys of `Run::values` to show, with their headings.
     pub columns: Vec<(String, String)>,
@@ -143,7 +173,15 @@ pub struct Target {
     pub comparison: String,
     pub case: String,
     pub vs: String,
+    /// The speed ratio to reach, or with `cpu_at_most` the CPU-time ratio not to exceed.
     pub min_ratio: f64,
+    /// The target is on CPU time: `case` uses at most `min_ratio` times the CPU of `vs`.
+    #[serde(default)]
+    pub cpu_at_most: bool,
+    /// The target is a figure of a distribution instead of a ratio: the median over rounds of
+    /// value `key` of `case` is at most `max` (`vs` and `min_ratio` unused).
+    #[serde(default)]
+    pub at_most: Option<(String, f64)>,
 }
 
 /// One part of the report.
@@ -187,7 +225,15 @@ pub struct TargetOutcome {
 
 impl TargetOutcome {
     pub fn met(&self) -> Option<bool> {
-        self.ratio.map(|r| r.median >= self.target.min_ratio)
+        self.ratio.map(|r| {
+            if let Some((_, max)) = &self.target.at_most {
+                r.median <= *max
+            } else if self.target.cpu_at_most {
+                r.median <= self.target.min_ratio
+            } else {
+                r.median >= self.target.min_ratio
+            }
+        })
     }
 }
 
@@ -201,17 +247,43 @@ impl Report {
         })
     }
 
+    pub fn distributions(&self) -> impl Iterator<Item = &Distribution> {
+        self.sections.iter().flat_map(|s| {
+            s.items.iter().filter_map(|i| match i {
+                Item::Distribution(d) => Some(d),
+                _ => None,
+            })
+        })
+    }
+
     pub fn target_outcomes(&self) -> Vec<TargetOutcome> {
         self.targets
             .iter()
             .map(|t| {
+                if let Some((key, _)) = &t.at_most {
+                    let ratio = self
+                        .distributions()
+                        .find(|d| d.id == t.comparison)
+                        .and_then(|d| {
+                            let i = d.results.iter().position(|r| r.name == t.case)?;
+                            d.summary(i, key)
+                        });
+                    return TargetOutcome {
+                        target: t.clone(),
+                        ratio,
+                    };
+                }
                 let ratio = self
                     .comparisons()
                     .find(|c| c.id == t.comparison)
                     .and_then(|c| {
                         let i = c.case_index(&t.case)?;
                         let j = c.case_index(&t.vs)?;
-                        c.ratio(i, j)
+                        if t.cpu_at_most {
+                            c.cpu_ratio(i, j)
+                        } else {
+                            c.ratio(i, j)
+                        }
                     });
                 TargetOutcome {
                     target: t.clone(),
@@ -240,12 +312,17 @@ impl Report {
             let _ = writeln!(md, "- {m}");
         }
         md.push_str(
-            "\n## Targets\n\n| target | measured (median ratio, min-max) | met |\n|---|---|---|\n",
+            "\n## Targets\n\n| target | measured (median, min-max) | met |\n|---|---|---|\n",
         );
         for o in self.target_outcomes() {
             let measured = o
                 .ratio
-                .map(|r| format!("{:.3}x ({:.3}-{:.3})", r.median, r.min, r.max))
+                .map(|r| match &o.target.at_most {
+                    Some((key, _)) => {
+                        format!("{:.0} {key} ({:.0}-{:.0})", r.median, r.min, r.max)
+                    }
+                    None => format!("{:.3}x ({:.3}-{:.3})", r.median, r.min, r.max),
+                })
                 .unwrap_or_else(|| "not measured".into());
             let met = match o.met() {
                 Some(true) => "yes",
@@ -311,20 +388,48 @@ fn write_rounds(md: &mut String, results: &[CaseResult]) {
 fn write_comparison(md: &mut String, c: &Comparison) {
     let unit = c.metric.unit();
     let reference = &c.results[c.reference].name;
+    let cpu = c.has_cpu();
     let _ = writeln!(md, "### {}\n", c.title);
     write_rounds(md, &c.results);
     let _ = write!(md, "| case | {unit} median | min | max |");
+    if cpu {
+        md.push_str(" CPU s (user+sys) | of which sys | peak RSS MiB |");
+    }
     if c.sizes {
         md.push_str(" output bytes (median) |");
     }
-    let _ = writeln!(md, " ratio to {reference}: median (min-max) |");
-    md.push_str("|---|---:|---:|---:|");
+    let _ = write!(md, " speed ratio to {reference}: median (min-max) |");
+    if cpu {
+        md.push_str(" CPU time ratio (lower is cheaper) |");
+    }
+    md.push_str("\n|---|---:|---:|---:|");
+    if cpu {
+        md.push_str("---:|---:|---:|");
+    }
     if c.sizes {
         md.push_str("---:|");
     }
-    md.push_str("---|\n");
+    md.push_str("---|");
+    if cpu {
+        md.push_str("---|");
+    }
+    md.push('\n');
     for (i, r) in c.results.iter().enumerate() {
         let _ = write!(md, "| {} | {} |", r.name, fmt_summary(c.summary(i), 1));
+        if cpu {
+            let med = |f: &dyn Fn(&Run) -> Option<f64>, d: usize| {
+                Summary::of(&c.figure(i, f).into_iter().flatten().collect::<Vec<_>>())
+                    .map(|s| format!("{:.d$}", s.median))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let _ = write!(
+                md,
+                " {} | {} | {} |",
+                med(&|r| r.cpu, 3),
+                med(&|r| r.sys, 3),
+                med(&|r| r.rss_kib.map(|k| k as f64 / 1024.0), 1)
+            );
+        }
         if c.sizes {
             let size = c
                 .size(i)
@@ -341,7 +446,20 @@ fn write_comparison(md: &mut String, c: &Comparison) {
                 .map(|s| format!("{:.3}x ({:.3}-{:.3})", s.median, s.min, s.max))
                 .unwrap_or_else(|| "-".into())
         };
-        let _ = writeln!(md, " {ratio} |");
+        let _ = write!(md, " {ratio} |");
+        if cpu {
+            let cr = if r.error.is_some() {
+                "-".to_string()
+            } else if i == c.reference {
+                "1 (reference)".to_string()
+            } else {
+                c.cpu_ratio(i, c.reference)
+                    .map(|s| format!("{:.3}x ({:.3}-{:.3})", s.median, s.min, s.max))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let _ = write!(md, " {cr} |");
+        }
+        md.push('\n');
     }
     md.push('\n');
     for n in &c.notes {
@@ -436,6 +554,8 @@ mod tests {
                 case: "ours".into(),
                 vs: "ref".into(),
                 min_ratio: 0.98,
+                cpu_at_most: false,
+                at_most: None,
             }],
             ..Report::default()
         };

@@ -17,9 +17,30 @@ pub struct Run {
     pub bytes: Option<u64>,
     /// Other named measurements (percentiles of a distribution, counters).
     pub values: BTreeMap<String, f64>,
+    /// CPU seconds (user + system, every thread) of a case run as a whole process.
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    /// Of which system time.
+    #[serde(default)]
+    pub sys: Option<f64>,
+    /// Peak resident set size of the process, KiB.
+    #[serde(default)]
+    pub rss_kib: Option<u64>,
 }
 
 impl Run {
+    /// A whole process's run: its wall time, CPU time and peak RSS.
+    pub fn from_process(c: crate::tools::ProcessCost, bytes: Option<u64>) -> Self {
+        Self {
+            secs: c.wall,
+            bytes,
+            cpu: Some(c.user + c.sys),
+            sys: Some(c.sys),
+            rss_kib: Some(c.max_rss_kib),
+            ..Self::default()
+        }
+    }
+
     pub fn timed(secs: f64) -> Self {
         Self {
             secs,
@@ -79,8 +100,12 @@ pub fn interleave(title: &str, mut cases: Vec<Case<'_>>, rounds: usize) -> Vec<C
             }
             match (cases[i].run)(round) {
                 Ok(run) => {
+                    let cpu = run
+                        .cpu
+                        .map(|c| format!(", CPU {c:.3} s"))
+                        .unwrap_or_default();
                     eprintln!(
-                        "  [{title}] round {}/{rounds} {}: {:.3} s",
+                        "  [{title}] round {}/{rounds} {}: {:.3} s{cpu}",
                         round + 1,
                         results[i].name,
                         run.secs

@@ -6,44 +6,163 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Runs `cmd` to completion within `timeout` and returns its wall-clock seconds (process start
-/// to exit). Standard output is discarded; standard error goes to `log`.
-pub fn run_timed(cmd: &mut Command, log: &Path, timeout: Duration) -> Result<f64, String> {
+use crate::runner::Run;
+
+/// What a whole process cost, from its start to its exit (`wait4`'s resource usage).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessCost {
+    /// Wall-clock seconds from the spawn to the exit.
+    pub wall: f64,
+    /// CPU seconds in user mode, all threads.
+    pub user: f64,
+    /// CPU seconds in the kernel on the process's behalf, all threads.
+    pub sys: f64,
+    /// Peak resident set size, KiB.
+    pub max_rss_kib: u64,
+}
+
+fn timeval_secs(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// Runs `cmd` to completion within `timeout` as a fresh process and returns what it cost
+/// (wall time from spawn to exit, user and system CPU time and peak RSS from `wait4`).
+/// Standard output is discarded; standard error goes to `log`. A failing exit is an error
+/// that quotes the end of its log; a process still running at `timeout` is killed.
+pub fn run_process(
+    cmd: &mut Command,
+    log: &Path,
+    timeout: Duration,
+) -> Result<ProcessCost, String> {
+    run_process_for(cmd, log, timeout, None)
+}
+
+/// As [`run_process`]; with `interrupt_after`, the process is sent SIGINT (Ctrl-C) at that
+/// time, as a user stops a live pipeline, and its exit after it counts as a clean end.
+pub fn run_process_for(
+    cmd: &mut Command,
+    log: &Path,
+    timeout: Duration,
+    interrupt_after: Option<Duration>,
+) -> Result<ProcessCost, String> {
     let err = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let name = format!("{:?}", cmd.get_program());
     let started = Instant::now();
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err)
         .spawn()
         .map_err(|e| format!("cannot run {name}: {e}"))?;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                let secs = started.elapsed().as_secs_f64();
-                if status.success() {
-                    return Ok(secs);
-                }
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(3).collect();
-                return Err(format!(
-                    "{name} failed ({status}): {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-                ));
+    let pid = child.id() as libc::pid_t;
+    // The child is reaped here with wait4 (for its rusage), never through `Child`.
+    std::mem::forget(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut status: libc::c_int = 0;
+        // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = loop {
+            // SAFETY: status and usage are valid for writes; pid is our own child.
+            let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
+                continue;
             }
-            Ok(None) if started.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{name} did not finish within {} s",
-                    timeout.as_secs()
-                ));
+            break r;
+        };
+        let wall = started.elapsed().as_secs_f64();
+        let _ = tx.send((r, status, usage, wall));
+    });
+    let mut interrupted = false;
+    let waited = match interrupt_after {
+        Some(after) => match rx.recv_timeout(after.min(timeout)) {
+            Ok(v) => Ok(v),
+            Err(_) => {
+                interrupted = true;
+                // SAFETY: sending a signal to our own unreaped child.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+                rx.recv_timeout(timeout.saturating_sub(after))
             }
-            Ok(None) => std::thread::sleep(Duration::from_micros(500)),
-            Err(e) => return Err(format!("waiting for {name}: {e}")),
+        },
+        None => rx.recv_timeout(timeout),
+    };
+    let (r, status, usage, wall) = match waited {
+        Ok(v) => v,
+        Err(_) => {
+            // SAFETY: sending a signal to our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+            return Err(format!(
+                "{name} did not finish within {} s",
+                timeout.as_secs()
+            ));
         }
+    };
+    if r == -1 {
+        return Err(format!(
+            "waiting for {name}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
+    if interrupt_after.is_some() && !interrupted {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        return Err(format!(
+            "{name} ended before it was stopped: {}",
+            text.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
+        ));
+    }
+    let stopped_by_us = interrupted
+        && (libc::WIFEXITED(status)
+            || (libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGINT));
+    if !stopped_by_us && !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(3).collect();
+        let how = if libc::WIFEXITED(status) {
+            format!("exit status {}", libc::WEXITSTATUS(status))
+        } else {
+            format!("signal {}", libc::WTERMSIG(status))
+        };
+        return Err(format!(
+            "{name} failed ({how}): {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        ));
+    }
+    Ok(ProcessCost {
+        wall,
+        user: timeval_secs(usage.ru_utime),
+        sys: timeval_secs(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss.max(0) as u64,
+    })
+}
+
+/// Runs `cmd` as [`run_process`] and gives its wall-clock seconds (for preparing inputs and
+/// building peers, where nothing else is measured).
+pub fn run_timed(cmd: &mut Command, log: &Path, timeout: Duration) -> Result<f64, String> {
+    run_process(cmd, log, timeout).map(|c| c.wall)
+}
+
+/// Runs `cmd` as [`run_process`] and gives its cost as a [`Run`] (wall time, CPU time, peak
+/// RSS) with `bytes` of output.
+pub fn run_measured(
+    cmd: &mut Command,
+    log: &Path,
+    timeout: Duration,
+    bytes: Option<u64>,
+) -> Result<Run, String> {
+    let c = run_process(cmd, log, timeout)?;
+    Ok(Run::from_process(c, bytes))
+}
+
+/// The command that runs `desc` as a user would: `gst-launch-1.0 -q DESC`, with the plugins of
+/// `plugin_path` on `GST_PLUGIN_PATH` (the description is split at white space, as a shell
+/// would split an unquoted one).
+pub fn gst_launch(desc: &str, plugin_path: &str) -> Command {
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-q")
+        .args(desc.split_whitespace())
+        .env("GST_PLUGIN_PATH", plugin_path);
+    cmd
 }
 
 /// The first line a command prints (on either stream), or `None` if it cannot run.

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::context::Ctx;
-use crate::gstrun::{count_buffers, launch, offer_video_meta, run_to_eos};
+use crate::gstrun::{count_buffers, launch, run_to_eos};
 use crate::inputs;
 use crate::report::{Comparison, Item, Metric, Section, Target};
 use crate::runner::{Case, Run, interleave};
-use crate::tools::{exists, run_timed};
+use crate::tools::{exists, run_measured};
 
 const CLI: &str = "dav1d CLI";
 const VIGIL_META: &str = "vigildav1ddec, VideoMeta offered";
@@ -27,25 +27,50 @@ pub fn decode_pipeline(ivf: &Path, decoder: &str) -> String {
     )
 }
 
-/// Runs a decode pipeline and checks every frame reached the sink.
+/// The sink of a decode case: `fakevideosink` answers the allocation query with `GstVideoMeta`
+/// support, as a video sink does; `fakesink` does not answer it.
+fn sink(meta: bool) -> &'static str {
+    if meta { "fakevideosink" } else { "fakesink" }
+}
+
+/// Decodes `ivf` once in this process and checks that every frame reached the sink (the timed
+/// runs are whole processes, which cannot count; this check runs before them).
+pub fn check_frames(
+    ctx: &Ctx,
+    ivf: &Path,
+    decoder: &str,
+    meta: bool,
+    frames: u64,
+) -> Result<(), String> {
+    let desc = decode_pipeline(ivf, decoder)
+        .replace("fakesink name=sink", &format!("{} name=sink", sink(meta)));
+    let p = launch(&desc)?;
+    let count = count_buffers(&p, "sink")?;
+    run_to_eos(&p, ctx.timeout())?;
+    let n = count.load(std::sync::atomic::Ordering::Relaxed);
+    if n != frames {
+        return Err(format!("{decoder} gave {n} frames, expected {frames}"));
+    }
+    Ok(())
+}
+
+/// Decodes `ivf` with `decoder` in a `gst-launch-1.0` process (after one in-process run that
+/// checks every frame arrives, the first time it is asked for in a comparison).
 pub fn decode_once(
     ctx: &Ctx,
     ivf: &Path,
     decoder: &str,
     meta: bool,
     frames: u64,
+    round: usize,
 ) -> Result<Run, String> {
-    let p = launch(&decode_pipeline(ivf, decoder))?;
-    if meta {
-        offer_video_meta(&p, "sink")?;
+    if round == 0 {
+        check_frames(ctx, ivf, decoder, meta, frames)?;
     }
-    let count = count_buffers(&p, "sink")?;
-    let secs = run_to_eos(&p, ctx.timeout())?;
-    let n = count.load(std::sync::atomic::Ordering::Relaxed);
-    if n != frames {
-        return Err(format!("{decoder} gave {n} frames, expected {frames}"));
-    }
-    Ok(Run::timed(secs))
+    let desc = decode_pipeline(ivf, decoder)
+        .replace("fakesink name=sink", &format!("{} name=sink", sink(meta)));
+    let log = decoder.split_whitespace().next().unwrap_or("dec");
+    ctx.gst_process(&desc, &format!("dec-{log}"), None)
 }
 
 /// One decoder comparison on a `w`x`h` stream; `all` adds ffmpeg, libaom and the
@@ -65,7 +90,7 @@ fn comparison(
     let mut cases = Vec::new();
     if has_cli {
         cases.push(Case::new(CLI, |_| {
-            Ok(Run::timed(run_timed(
+            run_measured(
                 Command::new("dav1d").arg("-i").arg(ivf_ref).args([
                     "-o",
                     "/dev/null",
@@ -75,40 +100,42 @@ fn comparison(
                 ]),
                 &work.join("dec-dav1d.log"),
                 ctx.timeout(),
-            )?))
+                None,
+            )
         }));
     }
     if all {
-        cases.push(Case::new(VIGIL_META, |_| {
-            decode_once(ctx, ivf_ref, "vigildav1ddec", true, frames)
+        cases.push(Case::new(VIGIL_META, |round| {
+            decode_once(ctx, ivf_ref, "vigildav1ddec", true, frames, round)
         }));
     }
-    cases.push(Case::new(VIGIL_COPY, |_| {
-        decode_once(ctx, ivf_ref, "vigildav1ddec", false, frames)
+    cases.push(Case::new(VIGIL_COPY, |round| {
+        decode_once(ctx, ivf_ref, "vigildav1ddec", false, frames, round)
     }));
     if has_rs {
-        cases.push(Case::new(RS_META, |_| {
-            decode_once(ctx, ivf_ref, "dav1ddec", true, frames)
+        cases.push(Case::new(RS_META, |round| {
+            decode_once(ctx, ivf_ref, "dav1ddec", true, frames, round)
         }));
-        cases.push(Case::new(RS_COPY, |_| {
-            decode_once(ctx, ivf_ref, "dav1ddec", false, frames)
+        cases.push(Case::new(RS_COPY, |round| {
+            decode_once(ctx, ivf_ref, "dav1ddec", false, frames, round)
         }));
     }
     if all && exists("ffmpeg") {
         cases.push(Case::new("ffmpeg -c:v libdav1d", |_| {
-            Ok(Run::timed(run_timed(
+            run_measured(
                 Command::new("ffmpeg")
                     .args(["-nostdin", "-loglevel", "error", "-c:v", "libdav1d", "-i"])
                     .arg(ivf_ref)
                     .args(["-f", "null", "-"]),
                 &work.join("dec-ffmpeg.log"),
                 ctx.timeout(),
-            )?))
+                None,
+            )
         }));
     }
     if all && ctx.has_elements(&["av1dec"]) {
-        cases.push(Case::new("av1dec (libaom)", |_| {
-            decode_once(ctx, ivf_ref, "av1dec", false, frames)
+        cases.push(Case::new("av1dec (libaom)", |round| {
+            decode_once(ctx, ivf_ref, "av1dec", false, frames, round)
         }));
     }
     let title = format!("Decoder, {w}x{h} ({frames} frames, SVT-AV1 preset 10, CRF 30)");
@@ -125,11 +152,12 @@ fn comparison(
         notes.push(
             "Every decoder runs with its defaults (threads: one per logical processor, frame \
              delay chosen by the library). GStreamer cases run `filesrc ! ivfparse ! av1parse ! \
-             DECODER ! fakesink sync=false` in the harness process, timed from PLAYING to EOS, \
-             and check that every frame arrives; \"VideoMeta offered\" means a probe answers the \
-             allocation query with `GstVideoMeta` support, as a video sink would, so a decoder \
-             may hand out libdav1d's strided planes without a copy; \"no VideoMeta\" is plain \
-             `fakesink`, which does not answer it. The dav1d CLI writes to its `null` muxer and \
+             DECODER ! SINK sync=false` as `gst-launch-1.0 -q` processes, timed from start to \
+             exit like the tools (one more run in the harness process checks, before the timed \
+             ones, that every frame arrives); \"VideoMeta offered\" means the sink is \
+             `fakevideosink`, which answers the allocation query with `GstVideoMeta` support as \
+             a video sink does, so a decoder may hand out libdav1d's strided planes without a \
+             copy; \"no VideoMeta\" is plain `fakesink`, which does not answer it. The dav1d CLI writes to its `null` muxer and \
              ffmpeg to `-f null`: neither touches the decoded pixels."
                 .into(),
         );
@@ -181,6 +209,8 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
             case: VIGIL_META.into(),
             vs: CLI.into(),
             min_ratio: 0.97,
+            cpu_at_most: false,
+            at_most: None,
         });
     }
     if has_rs {
@@ -191,6 +221,8 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
                 case: ours.into(),
                 vs: theirs.into(),
                 min_ratio: 1.0,
+                cpu_at_most: false,
+                at_most: None,
             });
         }
     }
@@ -213,6 +245,8 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
             case: VIGIL_COPY.into(),
             vs: RS_COPY.into(),
             min_ratio: 1.0,
+            cpu_at_most: false,
+            at_most: None,
         });
     }
     Ok((

@@ -16,7 +16,7 @@ use gst::prelude::*;
 
 use crate::context::Ctx;
 use crate::gstrun::{launch, run_to_eos};
-use crate::report::{Distribution, Item, Section};
+use crate::report::{Comparison, Distribution, Item, Metric, Section, Target};
 use crate::runner::{Case, Run, interleave};
 
 /// Stall detection of both elements (`stall-timeout`, `timeout`).
@@ -27,6 +27,8 @@ const CAPS: &str = "video/x-raw,format=I420,width=320,height=240,framerate=30/1"
 
 const PASS: u8 = 0;
 const DROP: u8 = 1;
+const FREEZE: u8 = 2;
+const BLACK: u8 = 3;
 
 /// What happens to the primary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,10 @@ enum Scenario {
     Silent,
     /// The source ends (EOS) mid-stream.
     Eos,
+    /// The source goes on sending, but the same picture (a frozen encoder or camera).
+    Frozen,
+    /// The source goes on sending, but black pictures.
+    Black,
 }
 
 impl Scenario {
@@ -48,7 +54,25 @@ impl Scenario {
             Scenario::Stall => "primary stalls mid-stream",
             Scenario::Silent => "primary connects and is silent from the start",
             Scenario::Eos => "primary ends (EOS) mid-stream",
+            Scenario::Frozen => "primary's picture freezes mid-stream",
+            Scenario::Black => "primary's picture turns black mid-stream",
         }
+    }
+
+    fn id(self) -> &'static str {
+        match self {
+            Scenario::Error => "fo-error",
+            Scenario::Stall => "fo-stall",
+            Scenario::Silent => "fo-silent",
+            Scenario::Eos => "fo-eos",
+            Scenario::Frozen => "fo-frozen",
+            Scenario::Black => "fo-black",
+        }
+    }
+
+    /// Whether `fallbacksrc` has a detection for it (it judges only the flow of buffers).
+    fn peer_detects(self) -> bool {
+        !matches!(self, Scenario::Frozen | Scenario::Black)
     }
 }
 
@@ -88,27 +112,68 @@ fn backup_file(ctx: &Ctx) -> Result<std::path::PathBuf, String> {
     Ok(path)
 }
 
-/// The primary: `videotestsrc is-live=true pattern=white ! capsfilter` in a bin, and the mode
-/// switch its probe reads.
+/// The primary: `videotestsrc is-live=true pattern=white ! capsfilter ! timeoverlay` in a
+/// bin (the clock in its bottom right corner changes every picture, so the picture is not
+/// frozen), and the mode switch its probe reads: pass, drop every buffer, repeat the last
+/// picture, or send black pictures (each with the timestamps of the buffer it replaces).
 fn primary(start: u8) -> Result<(gst::Element, gst::Element, Arc<AtomicU8>), String> {
     let bin = gst::parse::bin_from_description(
-        &format!("videotestsrc name=primary is-live=true pattern=white ! capsfilter caps={CAPS}"),
+        &format!(
+            "videotestsrc name=primary is-live=true pattern=white ! capsfilter caps={CAPS} \
+             ! timeoverlay name=clock valignment=bottom halignment=right"
+        ),
         true,
     )
     .map_err(|e| format!("primary: {e}"))?;
     let src = bin.by_name("primary").ok_or("primary: no source")?;
     let mode = Arc::new(AtomicU8::new(start));
     let m = mode.clone();
-    src.static_pad("src").ok_or("primary: no pad")?.add_probe(
-        gst::PadProbeType::BUFFER,
-        move |_, _| {
-            if m.load(Ordering::SeqCst) == DROP {
-                gst::PadProbeReturn::Drop
-            } else {
-                gst::PadProbeReturn::Ok
+    let last: Mutex<Option<gst::Buffer>> = Mutex::new(None);
+    bin.by_name("clock")
+        .and_then(|c| c.static_pad("src"))
+        .ok_or("primary: no overlay pad")?
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let mode = m.load(Ordering::SeqCst);
+            if mode == DROP {
+                return gst::PadProbeReturn::Drop;
             }
-        },
-    );
+            let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            match mode {
+                FREEZE | BLACK => {
+                    let mut last = last.lock().unwrap();
+                    let Some(held) = last.as_ref() else {
+                        return gst::PadProbeReturn::Ok;
+                    };
+                    let mut copy = held.copy_deep().unwrap_or_else(|_| held.clone());
+                    {
+                        let c = copy.make_mut();
+                        c.set_pts(buffer.pts());
+                        c.set_dts(buffer.dts());
+                        c.set_duration(buffer.duration());
+                        if mode == BLACK
+                            && let Ok(mut map) = c.map_writable()
+                        {
+                            // I420 320x240: the luma plane, then both chroma planes.
+                            let luma = 320 * 240;
+                            let split = luma.min(map.len());
+                            let (y, uv) = map.split_at_mut(split);
+                            y.fill(16);
+                            uv.fill(128);
+                        }
+                    }
+                    if mode == BLACK {
+                        *last = Some(copy.clone());
+                    }
+                    *buffer = copy;
+                }
+                _ => {
+                    *last.lock().unwrap() = Some(buffer.clone());
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
     Ok((bin.upcast(), src, mode))
 }
 
@@ -126,7 +191,8 @@ fn run_once(ctx: &Ctx, who: Contender, scenario: Scenario) -> Result<Run, String
             let p = launch(&format!(
                 "vigilfailoversrc name=f enable-audio=false video-caps={CAPS} \
                  stall-timeout={TIMEOUT_MS} failback-delay=-1 retry-backoff-min=60000 \
-                 retry-backoff-max=60000 standby={} \
+                 retry-backoff-max=60000 standby={} freeze-timeout={TIMEOUT_MS} \
+                 black-timeout={TIMEOUT_MS} \
                  f.video ! fakesink name=out sync=false \
                  f.audio ! fakesink sync=false async=false",
                 if cold { "cold" } else { "warm" }
@@ -229,6 +295,8 @@ fn run_once(ctx: &Ctx, who: Contender, scenario: Scenario) -> Result<Run, String
                     Scenario::Eos => {
                         src.send_event(gst::event::Eos::new());
                     }
+                    Scenario::Frozen => mode.store(FREEZE, Ordering::SeqCst),
+                    Scenario::Black => mode.store(BLACK, Ordering::SeqCst),
                     Scenario::Silent => {}
                 }
             }
@@ -241,8 +309,117 @@ fn run_once(ctx: &Ctx, who: Contender, scenario: Scenario) -> Result<Run, String
     Ok(run)
 }
 
-/// The failover section, or `None` (with a note in the report) when the element is missing.
-pub fn run(ctx: &mut Ctx) -> Result<Option<Section>, String> {
+/// Two live 720p30 MJPEG streams over RTSP on loopback (gst-rtsp-server in this process, so
+/// its cost is not in the measured processes), at `/a` and `/b`.
+struct LiveServer {
+    _server: gst_rtsp_server::RTSPServer,
+    main_loop: gst::glib::MainLoop,
+    base: String,
+}
+
+impl LiveServer {
+    fn start() -> Result<Self, String> {
+        use gst_rtsp_server::prelude::*;
+        let server = gst_rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service("0");
+        let mounts = server
+            .mount_points()
+            .ok_or("RTSP server without mount points")?;
+        for (path, pattern) in [("/a", "smpte"), ("/b", "ball")] {
+            let factory = gst_rtsp_server::RTSPMediaFactory::new();
+            factory.set_launch(&format!(
+                "( videotestsrc is-live=true pattern={pattern} \
+                   ! video/x-raw,width=1280,height=720,framerate=30/1 \
+                   ! jpegenc quality=80 ! rtpjpegpay name=pay0 pt=26 )"
+            ));
+            factory.set_shared(true);
+            mounts.add_factory(path, factory);
+        }
+        let ctx = gst::glib::MainContext::new();
+        server
+            .attach(Some(&ctx))
+            .map_err(|e| format!("the RTSP server does not bind: {e}"))?;
+        let main_loop = gst::glib::MainLoop::new(Some(&ctx), false);
+        let ml = main_loop.clone();
+        std::thread::spawn(move || {
+            let _ = ctx.with_thread_default(|| ml.run());
+        });
+        let base = format!("rtsp://127.0.0.1:{}", server.bound_port());
+        Ok(Self {
+            _server: server,
+            main_loop,
+            base,
+        })
+    }
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+    }
+}
+
+const CPU_VIGIL_WARM: &str = "vigilfailoversrc standby=warm";
+const CPU_VIGIL_COLD: &str = "vigilfailoversrc standby=cold";
+const CPU_FALLBACK: &str = "fallbacksrc (gst-plugins-rs)";
+
+/// CPU of one channel: two live 720p30 inputs (RTSP, MJPEG) into each element, whole
+/// `gst-launch-1.0` processes stopped with Ctrl-C after a fixed time.
+fn cpu_comparison(ctx: &Ctx, fallback: bool) -> Result<Comparison, String> {
+    let server = LiveServer::start()?;
+    let (a, b) = (format!("{}/a", server.base), format!("{}/b", server.base));
+    let secs = if ctx.quick() { 4 } else { 10 };
+    let run_for = Duration::from_secs(secs);
+    let caps = "video/x-raw,width=1280,height=720,framerate=30/1";
+    let vigil = |standby: &str| {
+        format!(
+            "vigilfailoversrc name=f enable-audio=false standby={standby} uris=<\"{a}\",\"{b}\"> \
+             video-caps={caps} f.video ! fakesink sync=true"
+        )
+    };
+    let (warm, cold) = (vigil("warm"), vigil("cold"));
+    let peer = format!(
+        "fallbacksrc name=f enable-audio=false uri={a} fallback-uri={b} f.video ! fakesink sync=true"
+    );
+    let mut cases = Vec::new();
+    if fallback {
+        cases.push(Case::new(CPU_FALLBACK, |_| {
+            ctx.gst_process_for(&peer, "fo-cpu-fallbacksrc", run_for)
+        }));
+    }
+    cases.push(Case::new(CPU_VIGIL_WARM, |_| {
+        ctx.gst_process_for(&warm, "fo-cpu-warm", run_for)
+    }));
+    cases.push(Case::new(CPU_VIGIL_COLD, |_| {
+        ctx.gst_process_for(&cold, "fo-cpu-cold", run_for)
+    }));
+    let title = format!("CPU of one channel: two live 1280x720 30 fps inputs, {secs} s");
+    let results = interleave(&title, cases, ctx.rounds);
+    drop(server);
+    Ok(Comparison {
+        id: "fo-cpu".into(),
+        title,
+        metric: Metric::Fps { frames: secs * 30 },
+        reference: 0,
+        results,
+        sizes: false,
+        notes: vec![format!(
+            "Two live RTSP streams on loopback (1280x720, 30 fps, MJPEG; the server runs in the \
+             harness process, so its cost is not counted), the first as primary, the second as \
+             backup: `gst-launch-1.0 -q fallbacksrc uri=A fallback-uri=B ! fakesink sync=true` \
+             against `vigilfailoversrc uris=<A,B> standby=warm|cold video-caps={caps}`, each a \
+             whole process stopped with Ctrl-C after {secs} s; the CPU time (user + system, \
+             every thread) is the figure, the speed column only says the run lasted its time. \
+             `standby=warm` decodes both inputs all the time (switches are instant and the \
+             backup is watched); `standby=cold` decodes only the input on air."
+        )],
+    })
+}
+
+/// The failover section and its targets, or `None` (with a note in the report) when the
+/// element is missing.
+pub fn run(ctx: &mut Ctx) -> Result<Option<(Section, Vec<Target>)>, String> {
     if !ctx.has_elements(&["vigilfailoversrc"]) {
         ctx.skipped.push(
             "Failover: `vigilfailoversrc` is not built in this tree, so there is nothing to \
@@ -253,49 +430,99 @@ pub fn run(ctx: &mut Ctx) -> Result<Option<Section>, String> {
     }
     let fallback = ctx.fallbacksrc.is_some() && ctx.has_elements(&["fallbacksrc"]);
     let scenarios: &[Scenario] = if ctx.quick() {
-        &[Scenario::Error, Scenario::Stall]
+        &[Scenario::Silent, Scenario::Stall, Scenario::Frozen]
     } else {
         &[
+            Scenario::Silent,
             Scenario::Error,
             Scenario::Stall,
-            Scenario::Silent,
             Scenario::Eos,
+            Scenario::Frozen,
+            Scenario::Black,
         ]
     };
     backup_file(ctx)?;
     let ctx: &Ctx = ctx;
     let mut items = vec![Item::Text(format!(
-        "A live white `videotestsrc` (320x240, 30 fps) is the primary, in a bin whose pad probe \
-         injects the failure; a solid red Matroska (MJPEG) file is the backup. Each run waits \
-         until the primary has been on air for {} ms at the output, injects the failure, and \
-         measures the wall-clock time until the first red frame reaches the output sink \
-         (`sync=false`). Stall detection is {TIMEOUT_MS} ms on both sides \
-         (`vigilfailoversrc stall-timeout`, `fallbacksrc timeout`); retries and failback are \
-         pushed out of the window. Lower is better.",
+        "A live white `videotestsrc` (320x240, 30 fps, a running clock in its corner) is the \
+         primary, in a bin whose pad probe injects the failure; a solid red Matroska (MJPEG) \
+         file is the backup. Each run waits until the primary has been on air for {} ms at the \
+         output, injects the failure, and measures the wall-clock time until the first red \
+         frame reaches the output sink (`sync=false`); with a silent primary the time runs \
+         from the change to PLAYING. Stall, freeze and black detection are {TIMEOUT_MS} ms \
+         (`vigilfailoversrc stall-timeout`, `freeze-timeout`, `black-timeout`; `fallbacksrc \
+         timeout`); retries and failback are pushed out of the window. These runs are in the \
+         harness process (the point is a latency seen at the output pad). Lower is better.",
         ON_AIR_BEFORE_FAILURE.as_millis()
     ))];
+    let mut targets = Vec::new();
     for &scenario in scenarios {
         let mut cases = Vec::new();
-        if fallback {
-            cases.push(Case::new("fallbacksrc (gst-plugins-rs)", move |_| {
+        let with_peer = fallback && scenario.peer_detects();
+        if with_peer {
+            cases.push(Case::new(CPU_FALLBACK, move |_| {
                 run_once(ctx, Contender::Fallback, scenario)
             }));
         }
-        cases.push(Case::new("vigilfailoversrc standby=warm", move |_| {
+        cases.push(Case::new(CPU_VIGIL_WARM, move |_| {
             run_once(ctx, Contender::Vigil { cold: false }, scenario)
         }));
-        cases.push(Case::new("vigilfailoversrc standby=cold", move |_| {
+        cases.push(Case::new(CPU_VIGIL_COLD, move |_| {
             run_once(ctx, Contender::Vigil { cold: true }, scenario)
         }));
         let results = interleave(scenario.title(), cases, ctx.rounds);
+        let mut notes = vec![];
+        if fallback && !scenario.peer_detects() {
+            notes.push(
+                "`fallbacksrc` has no such detection (it watches only whether buffers flow): \
+                 it keeps the frozen or black picture on air, so it is not in this table."
+                    .into(),
+            );
+        }
+        if scenario == Scenario::Silent {
+            targets.push(Target {
+                label: format!("failover start: {CPU_VIGIL_WARM}, PLAYING to first backup frame with a silent primary <= 100 ms"),
+                comparison: scenario.id().into(),
+                case: CPU_VIGIL_WARM.into(),
+                vs: String::new(),
+                min_ratio: 0.0,
+                cpu_at_most: false,
+                at_most: Some(("ms".into(), 100.0)),
+            });
+            notes.push(
+                "`standby=cold` starts only the primary, so with a silent primary it waits for \
+                 the primary's `start-timeout` (default 5000 ms) before it starts the backup."
+                    .into(),
+            );
+        }
         items.push(Item::Distribution(Distribution {
+            id: scenario.id().into(),
             title: format!("Failure to first backup frame: {}", scenario.title()),
             columns: vec![("ms".into(), "ms".into())],
             ratio_key: "ms".into(),
             reference: 0,
             results,
-            notes: vec![],
+            notes,
         }));
+    }
+    match cpu_comparison(ctx, fallback) {
+        Ok(c) => {
+            if fallback {
+                for (case, max) in [(CPU_VIGIL_COLD, 1.0), (CPU_VIGIL_WARM, 1.6)] {
+                    targets.push(Target {
+                        label: format!("failover CPU, two live 720p30 inputs: {case} <= {max}x the CPU of {CPU_FALLBACK}"),
+                        comparison: c.id.clone(),
+                        case: case.into(),
+                        vs: CPU_FALLBACK.into(),
+                        min_ratio: max,
+                        cpu_at_most: true,
+                        at_most: None,
+                    });
+                }
+            }
+            items.push(Item::Comparison(c));
+        }
+        Err(e) => items.push(Item::Text(format!("CPU per channel: not measured: {e}"))),
     }
     if !fallback {
         items.push(Item::Text(
@@ -304,8 +531,11 @@ pub fn run(ctx: &mut Ctx) -> Result<Option<Section>, String> {
                 .into(),
         ));
     }
-    Ok(Some(Section {
-        title: "Failover".into(),
-        items,
-    }))
+    Ok(Some((
+        Section {
+            title: "Failover".into(),
+            items,
+        },
+        targets,
+    )))
 }

@@ -3,7 +3,6 @@
 //! element with `watchdog-timeout=0` (disabled), on the same input, interleaved.
 
 use crate::context::Ctx;
-use crate::gstrun::{launch, run_to_eos};
 use crate::inputs;
 use crate::report::{Comparison, Item, Metric, Section, Target};
 use crate::runner::{Case, Run, interleave};
@@ -13,10 +12,10 @@ use crate::suites::encoder::{CRF, KEYINT, encode_pipeline};
 const ON: &str = "watchdog on (default timeout)";
 const OFF: &str = "watchdog-timeout=0 (disabled)";
 
-fn pair<'a>(make: impl Fn(&str) -> Result<Run, String> + Copy + 'a) -> Vec<Case<'a>> {
+fn pair<'a>(make: impl Fn(&str, usize) -> Result<Run, String> + Copy + 'a) -> Vec<Case<'a>> {
     vec![
-        Case::new(OFF, move |_| make("watchdog-timeout=0")),
-        Case::new(ON, move |_| make("")),
+        Case::new(OFF, move |round| make("watchdog-timeout=0", round)),
+        Case::new(ON, move |round| make("", round)),
     ]
 }
 
@@ -55,13 +54,18 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
             y4m.label()
         ),
         ef,
-        pair(move |extra| {
-            let p = launch(&encode_pipeline(
-                y4m_ref,
-                &format!("vigilsvtav1enc preset=12 crf={CRF} keyframe-max-dist={KEYINT} {extra}"),
-                out_ref,
-            ))?;
-            Ok(Run::timed(run_to_eos(&p, ctx.timeout())?))
+        pair(move |extra, _| {
+            ctx.gst_process(
+                &encode_pipeline(
+                    y4m_ref,
+                    &format!(
+                        "vigilsvtav1enc preset=12 crf={CRF} keyframe-max-dist={KEYINT} {extra}"
+                    ),
+                    out_ref,
+                ),
+                "wd-enc",
+                None,
+            )
         }),
     );
     let dec = comparison(
@@ -69,7 +73,16 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
         "wd-dec",
         format!("vigildav1ddec watchdog, {dw}x{dh} ({df} frames)"),
         df,
-        pair(move |extra| decode_once(ctx, ivf_ref, &format!("vigildav1ddec {extra}"), false, df)),
+        pair(move |extra, round| {
+            decode_once(
+                ctx,
+                ivf_ref,
+                &format!("vigildav1ddec {extra}"),
+                false,
+                df,
+                round,
+            )
+        }),
     );
     let mut targets = Vec::new();
     for (c, element) in [(&enc, "vigilsvtav1enc"), (&dec, "vigildav1ddec")] {
@@ -79,6 +92,8 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
             case: ON.into(),
             vs: OFF.into(),
             min_ratio: 0.99,
+            cpu_at_most: false,
+            at_most: None,
         });
     }
     Ok((
@@ -88,7 +103,7 @@ pub fn run(ctx: &mut Ctx) -> Result<(Section, Vec<Target>), String> {
                 Item::Text(
                     "The same pipeline with the element's `watchdog-timeout` at its default and at \
                      0 (no watchdog: the waits on the worker are untimed and no progress is \
-                     checked), in twice as many rounds plus one as the other comparisons. The \
+                     checked), each run a whole `gst-launch-1.0` process, in twice as many rounds plus one as the other comparisons. The \
                      ratio is the speed with the watchdog over the speed without; 1 % of cost \
                      is 0.99."
                         .into(),
