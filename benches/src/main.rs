@@ -27,7 +27,7 @@ use context::{Ctx, Mode};
 use report::{Item, Report, Section};
 
 const USAGE: &str = "usage: bench (--quick | --full) [--out DIR] [--work DIR] [--rounds N] \
-[--plugin-dir DIR] [--no-build] [--build-peers | --no-peers] [--only encoder,decoder,watchdog,sink,failover] \
+[--plugin-dir DIR] [--no-build] [--build-peers | --no-peers] [--only encoder,decoder,watchdog,sink,failover,live,soak] [--soak-minutes M] \
 [--presets 8,10,12] [--font FILE] | --render DIR/benchmarks.json";
 
 /// The plugins the harness loads from the release build.
@@ -38,7 +38,9 @@ const PLUGIN_PACKAGES: [&str; 3] = [
 ];
 const FAILOVER_PACKAGE: &str = "gst-plugin-vigil-failover";
 const VIGIL_ELEMENTS: [&str; 3] = ["vigilsvtav1enc", "vigildav1ddec", "vigilsink"];
-const SUITES: [&str; 5] = ["encoder", "decoder", "watchdog", "sink", "failover"];
+const SUITES: [&str; 7] = [
+    "encoder", "decoder", "watchdog", "sink", "failover", "live", "soak",
+];
 
 #[derive(Debug)]
 struct Args {
@@ -53,6 +55,7 @@ struct Args {
     font: PathBuf,
     render: Option<PathBuf>,
     presets: Option<Vec<u32>>,
+    soak_minutes: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -68,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         font: PathBuf::from(chart::DEFAULT_FONT),
         render: None,
         presets: None,
+        soak_minutes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -103,6 +107,14 @@ fn parse_args() -> Result<Args, String> {
                     .collect::<Option<Vec<_>>>()
                     .ok_or("--presets needs SVT-AV1 presets (0-13) separated by commas")?;
                 args.presets = Some(list);
+            }
+            "--soak-minutes" => {
+                let m: f64 = value()?
+                    .parse()
+                    .ok()
+                    .filter(|m: &f64| *m > 0.0)
+                    .ok_or("--soak-minutes needs a number of minutes above 0")?;
+                args.soak_minutes = Some(m);
             }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -180,10 +192,14 @@ fn method(mode: Mode, rounds: usize) -> Vec<String> {
          same round), then summarised the same way: a slow spell of the machine falls on both \
          sides of a ratio, so ratios are fair where absolute numbers are not."
             .into(),
-        "GStreamer pipelines run in the harness process (plugins loaded from the release \
-         build), timed from the change to PLAYING to the EOS message; the command-line tools \
-         run as child processes, timed from start to exit (so they carry their process start, \
-         a few milliseconds)."
+        "One method for every comparison: each case, GStreamer pipeline or command-line tool, \
+         runs as a fresh process of its own (`gst-launch-1.0 -q PIPELINE` with the plugins on \
+         `GST_PLUGIN_PATH`, as a user runs it, or the tool's command line), timed from its \
+         start to its exit; its CPU time (user + system, all threads) and peak RSS come from \
+         `wait4`. Live pipelines are stopped with Ctrl-C (SIGINT) after a fixed time. Only the \
+         figures whose point is one call or the time between buffers (stop latency, failover \
+         switch times, the sink's streaming-thread time, the bitrate-change stall) are measured \
+         in the harness process, and their sections say so."
             .into(),
         "The machine may be shared: other work (builds, tests) can run during a run. The load \
          averages at its start and end are in the machine table. Interleaving keeps the ratios \
@@ -247,10 +263,10 @@ fn run() -> Result<(), String> {
     let mut peers_used = Vec::new();
     if args.peers != Some(false) && (wants("decoder") || wants("failover")) {
         let mut list = Vec::new();
-        if wants("decoder") {
+        if wants("decoder") || wants("live") {
             list.push(peers::DAV1DDEC);
         }
-        if wants("failover") && ctx.has_elements(&["vigilfailoversrc"]) {
+        if (wants("failover") || wants("live")) && ctx.has_elements(&["vigilfailoversrc"]) {
             list.push(peers::FALLBACKSRC);
         }
         for peer in list {
@@ -324,6 +340,9 @@ fn run() -> Result<(), String> {
     run_suite("sink", &mut ctx, &mut |ctx| {
         suites::sink::run(ctx).map(Some)
     });
+    run_suite("live", &mut ctx, &mut |ctx| {
+        suites::live::run(ctx).map(Some)
+    });
     run_suite("failover", &mut ctx, &mut |ctx| {
         Ok(suites::failover::run(ctx)?.map(|(s, t)| {
             targets.extend(t);
@@ -331,6 +350,16 @@ fn run() -> Result<(), String> {
         }))
     });
 
+    let soak_minutes = args.soak_minutes.unwrap_or(match args.mode {
+        Mode::Quick => 0.25,
+        Mode::Full => 30.0,
+    });
+    run_suite("soak", &mut ctx, &mut |ctx| {
+        if !ctx.has_elements(&["vigilfailoversrc"]) {
+            return Err("vigilfailoversrc is not built".into());
+        }
+        suites::soak::run(ctx, soak_minutes).map(Some)
+    });
     report.targets = targets;
     report.finished = machine::now();
     let mut machine = machine::describe();
@@ -384,7 +413,10 @@ fn print_summary(report: &Report) {
     for o in report.target_outcomes() {
         let r = o
             .ratio
-            .map(|r| format!("{:.3}x ({:.3}-{:.3})", r.median, r.min, r.max))
+            .map(|r| match &o.target.at_most {
+                Some((key, _)) => format!("{:.0} {key} ({:.0}-{:.0})", r.median, r.min, r.max),
+                None => format!("{:.3}x ({:.3}-{:.3})", r.median, r.min, r.max),
+            })
             .unwrap_or_else(|| "not measured".into());
         let met = match o.met() {
             Some(true) => "met",

@@ -1416,6 +1416,10 @@ fn black_picture_and_silence_fail_over_with_their_reasons_after_their_timeouts()
         ("black-timeout=800", "black", 800u64, &red),
         ("silence-timeout=800", "silence", 800, &red),
         ("freeze-timeout=800", "frozen", 800, &ball),
+        // Cold standby: the backup is started when the primary on air is impaired (it was
+        // never started before: the frozen or black picture stayed on air).
+        ("black-timeout=800 standby=cold", "black", 800, &red),
+        ("freeze-timeout=800 standby=cold", "frozen", 800, &ball),
     ] {
         let mut rig = Rig::with_audio(
             vec![In::Uri(dark.clone()), In::Uri(backup.clone())],
@@ -1435,11 +1439,33 @@ fn black_picture_and_silence_fail_over_with_their_reasons_after_their_timeouts()
             .find(|(_, s)| reason(s) == expected)
             .unwrap()
             .clone();
-        eprintln!("{props}: switched to the backup {at:?} after PLAYING");
-        assert_eq!(&s.get::<String>("to").unwrap(), backup);
         assert!(
-            at >= Duration::from_millis(limit) && at < Duration::from_millis(limit + 1500),
+            at >= Duration::from_millis(limit),
             "{props}: switch at {at:?}"
+        );
+        if props.contains("standby=cold") {
+            // The backup starts only now: the filler bridges its start.
+            assert!(
+                rig.wait(Duration::from_secs(3), |r| r
+                    .switches
+                    .iter()
+                    .any(|(_, s)| s.get::<String>("to").unwrap() == *backup)),
+                "{props}: the backup never went on air: {:?}",
+                rig.statistics()
+            );
+        } else {
+            assert_eq!(&s.get::<String>("to").unwrap(), backup);
+        }
+        let (at, _) = rig
+            .switches
+            .iter()
+            .find(|(_, s)| s.get::<String>("to").unwrap() == *backup)
+            .unwrap()
+            .clone();
+        eprintln!("{props}: the backup on air {at:?} after PLAYING");
+        assert!(
+            at < Duration::from_millis(limit + 1500),
+            "{props}: backup on air at {at:?}"
         );
         // The impaired primary stays impaired (it is still black and silent): no failback,
         // even with failback-delay=0, and never healthy after the switch.

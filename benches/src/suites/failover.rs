@@ -5,7 +5,7 @@
 //! ends (EOS).
 //!
 //! The primary is a live `videotestsrc` (white) in a bin the harness controls; a pad probe in
-//! it injects the failure. The backup is a solid red Matroska file. A probe at the output reads
+//! it injects the failure. The backup is a red Matroska file with a moving ball. A probe at the output reads
 //! the luma of each frame to tell primary, backup and filler apart.
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -96,13 +96,15 @@ fn classify(y: u8) -> Frame {
     }
 }
 
-/// The backup: a solid red MJPEG Matroska file long enough for any run, made once.
-fn backup_file(ctx: &Ctx) -> Result<std::path::PathBuf, String> {
-    let path = ctx.work.join("failover-backup-red-60s.mkv");
+/// The backup: a red MJPEG Matroska file with a white ball moving around its centre (so it
+/// is neither frozen nor black), long enough for any run, made once.
+pub fn backup_file(ctx: &Ctx) -> Result<std::path::PathBuf, String> {
+    let path = ctx.work.join("failover-backup-red-ball-60s.mkv");
     if !path.is_file() {
         let tmp = path.with_extension("tmp.mkv");
         let p = launch(&format!(
-            "videotestsrc pattern=red num-buffers=1800 ! {CAPS} ! jpegenc \
+            "videotestsrc pattern=ball background-color=0xffff0000 num-buffers=1800 ! {CAPS} \
+             ! jpegenc \
              ! matroskamux streamable=true ! filesink location={}",
             tmp.display()
         ))?;
@@ -112,15 +114,15 @@ fn backup_file(ctx: &Ctx) -> Result<std::path::PathBuf, String> {
     Ok(path)
 }
 
-/// The primary: `videotestsrc is-live=true pattern=white ! capsfilter ! timeoverlay` in a
-/// bin (the clock in its bottom right corner changes every picture, so the picture is not
-/// frozen), and the mode switch its probe reads: pass, drop every buffer, repeat the last
-/// picture, or send black pictures (each with the timestamps of the buffer it replaces).
+/// The primary: `videotestsrc is-live=true pattern=white ! capsfilter ! identity` in a bin;
+/// a probe writes a frame counter into its bottom rows (so the picture is not frozen) and
+/// reads the mode switch: pass, drop every buffer, repeat the last picture, or send black
+/// pictures (each with the timestamps of the buffer it replaces).
 fn primary(start: u8) -> Result<(gst::Element, gst::Element, Arc<AtomicU8>), String> {
     let bin = gst::parse::bin_from_description(
         &format!(
             "videotestsrc name=primary is-live=true pattern=white ! capsfilter caps={CAPS} \
-             ! timeoverlay name=clock valignment=bottom halignment=right"
+             ! identity name=clock"
         ),
         true,
     )
@@ -129,6 +131,7 @@ fn primary(start: u8) -> Result<(gst::Element, gst::Element, Arc<AtomicU8>), Str
     let mode = Arc::new(AtomicU8::new(start));
     let m = mode.clone();
     let last: Mutex<Option<gst::Buffer>> = Mutex::new(None);
+    let counter = std::sync::atomic::AtomicU64::new(0);
     bin.by_name("clock")
         .and_then(|c| c.static_pad("src"))
         .ok_or("primary: no overlay pad")?
@@ -169,6 +172,15 @@ fn primary(start: u8) -> Result<(gst::Element, gst::Element, Arc<AtomicU8>), Str
                     *buffer = copy;
                 }
                 _ => {
+                    // A moving stripe: the bottom 16 luma rows take the frame counter.
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let b = buffer.make_mut();
+                    if let Ok(mut map) = b.map_writable() {
+                        let luma = 320 * 240;
+                        if map.len() >= luma {
+                            map[luma - 320 * 16..luma].fill(40 + (n % 150) as u8);
+                        }
+                    }
                     *last.lock().unwrap() = Some(buffer.clone());
                 }
             }
@@ -193,8 +205,7 @@ fn run_once(ctx: &Ctx, who: Contender, scenario: Scenario) -> Result<Run, String
                  stall-timeout={TIMEOUT_MS} failback-delay=-1 retry-backoff-min=60000 \
                  retry-backoff-max=60000 standby={} freeze-timeout={TIMEOUT_MS} \
                  black-timeout={TIMEOUT_MS} \
-                 f.video ! fakesink name=out sync=false \
-                 f.audio ! fakesink sync=false async=false",
+                 f.video ! fakesink name=out sync=false",
                 if cold { "cold" } else { "warm" }
             ))?;
             let f = p.by_name("f").ok_or("no f")?;
@@ -209,7 +220,8 @@ fn run_once(ctx: &Ctx, who: Contender, scenario: Scenario) -> Result<Run, String
         Contender::Fallback => {
             let p = launch(&format!(
                 "fallbacksrc name=f enable-audio=false timeout={} restart-timeout=60000000000 \
-                 fallback-uri={backup} f.video ! fakesink name=out sync=false",
+                 immediate-fallback=true fallback-uri={backup} f.video_0 ! fakesink name=out \
+                 sync=false",
                 TIMEOUT_MS * 1_000_000
             ))?;
             p.by_name("f").ok_or("no f")?.set_property("source", &bin);
@@ -309,16 +321,17 @@ fn run_once(ctx: &Ctx, who: Contender, scenario: Scenario) -> Result<Run, String
     Ok(run)
 }
 
-/// Two live 720p30 MJPEG streams over RTSP on loopback (gst-rtsp-server in this process, so
-/// its cost is not in the measured processes), at `/a` and `/b`.
-struct LiveServer {
+/// Two live 30 fps VP8 streams over RTSP on loopback, at `/a` and `/b` (gst-rtsp-server in
+/// this process, so its cost is not in the measured processes; 1.22 never finished preparing
+/// an MJPEG media here).
+pub struct LiveServer {
     _server: gst_rtsp_server::RTSPServer,
     main_loop: gst::glib::MainLoop,
-    base: String,
+    pub base: String,
 }
 
 impl LiveServer {
-    fn start() -> Result<Self, String> {
+    pub fn start(width: u32, height: u32) -> Result<Self, String> {
         use gst_rtsp_server::prelude::*;
         let server = gst_rtsp_server::RTSPServer::new();
         server.set_address("127.0.0.1");
@@ -330,8 +343,9 @@ impl LiveServer {
             let factory = gst_rtsp_server::RTSPMediaFactory::new();
             factory.set_launch(&format!(
                 "( videotestsrc is-live=true pattern={pattern} \
-                   ! video/x-raw,width=1280,height=720,framerate=30/1 \
-                   ! jpegenc quality=80 ! rtpjpegpay name=pay0 pt=26 )"
+                   ! video/x-raw,width={width},height={height},framerate=30/1 \
+                   ! vp8enc deadline=1 cpu-used=16 threads=2 target-bitrate=2000000 \
+                   ! rtpvp8pay name=pay0 pt=96 )"
             ));
             factory.set_shared(true);
             mounts.add_factory(path, factory);
@@ -364,24 +378,68 @@ const CPU_VIGIL_WARM: &str = "vigilfailoversrc standby=warm";
 const CPU_VIGIL_COLD: &str = "vigilfailoversrc standby=cold";
 const CPU_FALLBACK: &str = "fallbacksrc (gst-plugins-rs)";
 
-/// CPU of one channel: two live 720p30 inputs (RTSP, MJPEG) into each element, whole
+/// CPU of one channel: two live 720p30 inputs (RTSP, VP8) into each element, whole
 /// `gst-launch-1.0` processes stopped with Ctrl-C after a fixed time.
 fn cpu_comparison(ctx: &Ctx, fallback: bool) -> Result<Comparison, String> {
-    let server = LiveServer::start()?;
+    let server = LiveServer::start(1280, 720)?;
     let (a, b) = (format!("{}/a", server.base), format!("{}/b", server.base));
-    let secs = if ctx.quick() { 4 } else { 10 };
+    let secs = if ctx.quick() { 4 } else { 20 };
     let run_for = Duration::from_secs(secs);
     let caps = "video/x-raw,width=1280,height=720,framerate=30/1";
     let vigil = |standby: &str| {
         format!(
             "vigilfailoversrc name=f enable-audio=false standby={standby} uris=<\"{a}\",\"{b}\"> \
-             video-caps={caps} f.video ! fakesink sync=true"
+             video-caps={caps} f.video ! fakesink name=out sync=true"
         )
     };
     let (warm, cold) = (vigil("warm"), vigil("cold"));
     let peer = format!(
-        "fallbacksrc name=f enable-audio=false uri={a} fallback-uri={b} f.video ! fakesink sync=true"
+        "fallbacksrc name=f enable-audio=false uri={a} fallback-uri={b} f.video_0 ! fakesink name=out sync=true"
     );
+    // Before the timed runs: each pipeline, in this process, delivers live frames.
+    let mut checked = vec![&warm, &cold];
+    if fallback {
+        checked.push(&peer);
+    }
+    for desc in checked {
+        let p = launch(desc)?;
+        let sink = p.by_name("out").ok_or("no sink named out")?;
+        let frames = Arc::new(AtomicU8::new(0)); // saturates at 255
+        let f = frames.clone();
+        sink.static_pad("sink").ok_or("no sink pad")?.add_probe(
+            gst::PadProbeType::BUFFER,
+            move |_, _| {
+                let _ = f.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1));
+                gst::PadProbeReturn::Ok
+            },
+        );
+        p.set_state(gst::State::Playing)
+            .map_err(|_| format!("`{desc}` refused to go to PLAYING"))?;
+        std::thread::sleep(Duration::from_secs(5));
+        let status = p
+            .by_name("f")
+            .map(|f| f.property_value("status"))
+            .and_then(|v| gst::glib::EnumValue::from_value(&v).map(|(_, e)| e.nick().to_string()))
+            .unwrap_or_default();
+        let error = p
+            .bus()
+            .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]));
+        let _ = p.set_state(gst::State::Null);
+        let n = frames.load(Ordering::SeqCst);
+        if let Some(e) = error {
+            return Err(format!("`{desc}`: ERROR {e:?}"));
+        }
+        if n < 45 {
+            return Err(format!(
+                "`{desc}` delivered {n} frames in 5 s (expected about 150)"
+            ));
+        }
+        if status != "healthy" && status != "running" {
+            return Err(format!(
+                "`{desc}`: status {status} after 5 s: its input is not on air"
+            ));
+        }
+    }
     let mut cases = Vec::new();
     if fallback {
         cases.push(Case::new(CPU_FALLBACK, |_| {
@@ -405,7 +463,7 @@ fn cpu_comparison(ctx: &Ctx, fallback: bool) -> Result<Comparison, String> {
         results,
         sizes: false,
         notes: vec![format!(
-            "Two live RTSP streams on loopback (1280x720, 30 fps, MJPEG; the server runs in the \
+            "Two live RTSP streams on loopback (1280x720, 30 fps, VP8; the server runs in the \
              harness process, so its cost is not counted), the first as primary, the second as \
              backup: `gst-launch-1.0 -q fallbacksrc uri=A fallback-uri=B ! fakesink sync=true` \
              against `vigilfailoversrc uris=<A,B> standby=warm|cold video-caps={caps}`, each a \
@@ -444,14 +502,15 @@ pub fn run(ctx: &mut Ctx) -> Result<Option<(Section, Vec<Target>)>, String> {
     backup_file(ctx)?;
     let ctx: &Ctx = ctx;
     let mut items = vec![Item::Text(format!(
-        "A live white `videotestsrc` (320x240, 30 fps, a running clock in its corner) is the \
-         primary, in a bin whose pad probe injects the failure; a solid red Matroska (MJPEG) \
-         file is the backup. Each run waits until the primary has been on air for {} ms at the \
+        "A live white `videotestsrc` (320x240, 30 fps, a counter in its bottom rows) is the \
+         primary, in a bin whose pad probe injects the failure; a red Matroska (MJPEG) \
+         file with a moving ball is the backup. Each run waits until the primary has been on air for {} ms at the \
          output, injects the failure, and measures the wall-clock time until the first red \
          frame reaches the output sink (`sync=false`); with a silent primary the time runs \
          from the change to PLAYING. Stall, freeze and black detection are {TIMEOUT_MS} ms \
          (`vigilfailoversrc stall-timeout`, `freeze-timeout`, `black-timeout`; `fallbacksrc \
-         timeout`); retries and failback are pushed out of the window. These runs are in the \
+         timeout`, with `immediate-fallback=true` so that it too may show the backup while the \
+         primary has not started); retries and failback are pushed out of the window. These runs are in the \
          harness process (the point is a latency seen at the output pad). Lower is better.",
         ON_AIR_BEFORE_FAILURE.as_millis()
     ))];

@@ -446,12 +446,42 @@ impl Controller {
             .inputs
             .iter()
             .position(|i| !matches!(i.phase, Phase::Backoff { .. }));
+        // In cold standby, an input on air that runs but may not stay there (black, frozen,
+        // silent, clearing, no video) keeps running and watched; the next available input
+        // after it starts, so that there is something to switch to.
+        let not_good = |i: &InputCtl| {
+            matches!(
+                i.judgement,
+                Judgement::Impaired { .. } | Judgement::Clearing | Judgement::NoVideo
+            )
+        };
+        let standby_for_on_air = on_air_idx.and_then(|a| {
+            not_good(&self.inputs[a])
+                .then(|| {
+                    (a + 1..self.inputs.len())
+                        .find(|&i| !matches!(self.inputs[i].phase, Phase::Backoff { .. }))
+                })
+                .flatten()
+        });
+        // Nothing on air (the one that was is impaired, failed or gone): the first available
+        // input that is not impaired runs, and the impaired ones before it stay watched.
+        let first_good = self.inputs.iter().position(|i| {
+            !matches!(i.phase, Phase::Backoff { .. })
+                && !(matches!(i.phase, Phase::Running { .. }) && not_good(i))
+        });
         for idx in 0..self.inputs.len() {
             let wanted = match t.standby {
                 Standby::Warm => true,
                 Standby::Cold => match on_air_idx {
-                    Some(a) => idx <= a || self.manual == Some(self.inputs[idx].spec.id),
-                    None => Some(idx) == first_available,
+                    Some(a) => {
+                        idx <= a
+                            || Some(idx) == standby_for_on_air
+                            || self.manual == Some(self.inputs[idx].spec.id)
+                    }
+                    None => match first_good {
+                        Some(g) => idx <= g,
+                        None => Some(idx) == first_available,
+                    },
                 },
             };
             match (self.inputs[idx].phase, wanted) {
