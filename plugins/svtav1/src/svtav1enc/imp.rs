@@ -29,6 +29,12 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// What the worker is called in messages.
 const WHAT: &str = "the SVT-AV1 encoder";
 
+/// Frames queued for the worker, beyond the one it is encoding.
+const INPUT_QUEUE: usize = 4;
+/// Buffers the pool proposed to upstream keeps ready: every frame the element can hold at once
+/// (the worker's queue, the frame in the encoder) and the one upstream fills meanwhile.
+const POOL_MIN_BUFFERS: u32 = INPUT_QUEUE as u32 + 2;
+
 const DEFAULT_PRESET: u32 = 10;
 const DEFAULT_RATE_CONTROL: RateControl = RateControl::Crf;
 const DEFAULT_CRF: u32 = 35;
@@ -556,7 +562,7 @@ impl VigilSvtAv1Enc {
             WORKERS.fetch_add(1, Ordering::Relaxed) % 100_000
         );
         let mut config = WorkerConfig::new(name, settings.watchdog_timeout);
-        config.input_capacity = 4;
+        config.input_capacity = INPUT_QUEUE;
         config.interrupt = Some(self.interrupt.clone());
         #[cfg(feature = "fault-injection")]
         config
@@ -1323,6 +1329,49 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                 .obj()
                 .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
         }
+        Ok(())
+    }
+
+    /// Upstream gets a video buffer pool for the input caps, so it fills the same frame memory
+    /// again rather than a fresh, page-faulted allocation per frame, and `VideoMeta`: the
+    /// worker maps each frame with `VideoFrameRef` and hands SVT-AV1 the planes' own pointers
+    /// and strides, so padded or offset planes are read as they are, without a copy upstream.
+    fn propose_allocation(
+        &self,
+        decide_query: Option<&gst::query::Allocation>,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        self.parent_propose_allocation(decide_query, query)?;
+        let (caps, need_pool) = query.get_owned();
+        let Some(caps) = caps else {
+            return Err(gst::loggable_error!(CAT, "allocation query without caps"));
+        };
+        let info = gst_video::VideoInfo::from_caps(&caps)
+            .map_err(|_| gst::loggable_error!(CAT, "allocation query with caps {caps}"))?;
+        if query
+            .find_allocation_meta::<gst_video::VideoMeta>()
+            .is_none()
+        {
+            query.add_allocation_meta::<gst_video::VideoMeta>(None);
+        }
+        if query.allocation_pools().next().is_some() {
+            return Ok(());
+        }
+        let size = info.size() as u32;
+        // No upper bound: the worker's bounded queue already holds upstream back, and a bounded
+        // pool would add a second wait, inside upstream, that no watchdog sees.
+        let pool = gst_video::VideoBufferPool::new();
+        let mut config = pool.config();
+        config.set_params(Some(&caps), size, POOL_MIN_BUFFERS, 0);
+        config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META);
+        pool.set_config(config)
+            .map_err(|e| gst::loggable_error!(CAT, "video buffer pool for {caps}: {e}"))?;
+        gst::debug!(
+            CAT,
+            imp = self,
+            "proposing a pool of {size}-byte buffers (min {POOL_MIN_BUFFERS}, need-pool {need_pool})"
+        );
+        query.add_allocation_pool(Some(&pool), size, POOL_MIN_BUFFERS, 0);
         Ok(())
     }
 
