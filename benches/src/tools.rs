@@ -115,7 +115,8 @@ pub fn run_process_for(
     let stopped_by_us = interrupted
         && (libc::WIFEXITED(status)
             || (libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGINT));
-    if !stopped_by_us && !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+    let clean_exit = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    if !(stopped_by_us || clean_exit) {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(3).collect();
         let how = if libc::WIFEXITED(status) {
@@ -193,4 +194,65 @@ pub fn exists(program: &str) -> bool {
 /// Size of a file in bytes (0 if it is missing).
 pub fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log() -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("vigil-bench-tools-{}.log", std::process::id()))
+    }
+
+    #[test]
+    fn a_process_costs_its_cpu_time_and_its_memory() {
+        // About 0.2 s of CPU in a shell loop, and a 64 MiB allocation by `head`.
+        let c = run_process(
+            Command::new("sh").args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; head -c 67108864 /dev/zero | tail -c 1 >/dev/null"]),
+            &log(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(c.user + c.sys > 0.05, "{c:?}");
+        assert!(c.wall >= c.user * 0.5, "{c:?}");
+        assert!(c.max_rss_kib > 1000, "{c:?}");
+    }
+
+    #[test]
+    fn failures_timeouts_and_interrupts_are_told_apart() {
+        let e = run_process(
+            Command::new("sh").args(["-c", "echo broken >&2; exit 3"]),
+            &log(),
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        assert!(e.contains("exit status 3") && e.contains("broken"), "{e}");
+        let t = Instant::now();
+        let e = run_process(
+            Command::new("sleep").arg("30"),
+            &log(),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(e.contains("did not finish"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // Stopped with Ctrl-C as a live pipeline is: a clean end.
+        let c = run_process_for(
+            Command::new("sleep").arg("30"),
+            &log(),
+            Duration::from_secs(10),
+            Some(Duration::from_millis(300)),
+        )
+        .unwrap();
+        assert!(c.wall >= 0.3 && c.wall < 5.0, "{c:?}");
+        // One that ends by itself before it is stopped did not run as long as asked.
+        let e = run_process_for(
+            &mut Command::new("true"),
+            &log(),
+            Duration::from_secs(10),
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap_err();
+        assert!(e.contains("ended before it was stopped"), "{e}");
+    }
 }
