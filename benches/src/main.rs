@@ -27,7 +27,7 @@ use context::{Ctx, Mode};
 use report::{Item, Report, Section};
 
 const USAGE: &str = "usage: bench (--quick | --full) [--out DIR] [--work DIR] [--rounds N] \
-[--plugin-dir DIR] [--no-build] [--build-peers | --no-peers] [--only encoder,decoder,watchdog,sink,failover,live,soak] [--soak-minutes M] \
+[--plugin-dir DIR] [--no-build] [--build-peers | --no-peers] [--only encoder,decoder,watchdog,sink,failover,live,scale,soak] [--soak-minutes M] \
 [--presets 8,10,12] [--font FILE] | --render DIR/benchmarks.json";
 
 /// The plugins the harness loads from the release build.
@@ -38,8 +38,8 @@ const PLUGIN_PACKAGES: [&str; 3] = [
 ];
 const FAILOVER_PACKAGE: &str = "gst-plugin-vigil-failover";
 const VIGIL_ELEMENTS: [&str; 3] = ["vigilsvtav1enc", "vigildav1ddec", "vigilsink"];
-const SUITES: [&str; 7] = [
-    "encoder", "decoder", "watchdog", "sink", "failover", "live", "soak",
+const SUITES: [&str; 8] = [
+    "encoder", "decoder", "watchdog", "sink", "failover", "live", "scale", "soak",
 ];
 
 #[derive(Debug)]
@@ -261,12 +261,18 @@ fn run() -> Result<(), String> {
     let peers_root = target.join("bench-peers");
     let wants = |s: &str| args.only.iter().any(|o| o == s);
     let mut peers_used = Vec::new();
-    if args.peers != Some(false) && (wants("decoder") || wants("failover")) {
+    if args.peers != Some(false)
+        && ["decoder", "failover", "live", "scale"]
+            .iter()
+            .any(|s| wants(s))
+    {
         let mut list = Vec::new();
         if wants("decoder") || wants("live") {
             list.push(peers::DAV1DDEC);
         }
-        if (wants("failover") || wants("live")) && ctx.has_elements(&["vigilfailoversrc"]) {
+        if (wants("failover") || wants("live") || wants("scale"))
+            && ctx.has_elements(&["vigilfailoversrc"])
+        {
             list.push(peers::FALLBACKSRC);
         }
         for peer in list {
@@ -350,6 +356,12 @@ fn run() -> Result<(), String> {
         }))
     });
 
+    run_suite("scale", &mut ctx, &mut |ctx| {
+        if !ctx.has_elements(&["vigilfailoversrc"]) {
+            return Err("vigilfailoversrc is not built".into());
+        }
+        suites::scale::run(ctx).map(Some)
+    });
     let soak_minutes = args.soak_minutes.unwrap_or(match args.mode {
         Mode::Quick => 0.25,
         Mode::Full => 30.0,

@@ -6,6 +6,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod failover;
 pub mod live;
+pub mod scale;
 pub mod sink;
 pub mod soak;
 pub mod watchdog;
