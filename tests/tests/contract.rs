@@ -742,8 +742,11 @@ impl Sut {
     /// run has failed (a pipeline that posted an ERROR during its preroll never reaches
     /// PLAYING; the application then stops it, which releases the call).
     fn send_eos(&mut self) {
-        let (_, current, _) = self.pipeline.state(gst::ClockTime::ZERO);
-        if current != gst::State::Playing {
+        // PLAYING and staying there: a change to PAUSED still in progress (current PLAYING,
+        // pending PAUSED) blocks the send the same way (seed 13972066592404187993: PLAYING,
+        // PAUSED, EOS at once, on a sink).
+        let (_, current, pending) = self.pipeline.state(gst::ClockTime::ZERO);
+        if current != gst::State::Playing || pending != gst::State::VoidPending {
             return;
         }
         let limit = self.stop_limit();
