@@ -344,6 +344,20 @@ fn run() -> Result<(), String> {
         Ok(Some(s))
     });
     run_suite("sink", &mut ctx, &mut |ctx| {
+        for (id, what) in [
+            ("sink-file", "200 MiB copy"),
+            ("sink-small", "small buffers"),
+        ] {
+            targets.push(report::Target {
+                label: format!("sink, {what}: vigilsink (defaults) >= 0.9x filesink"),
+                comparison: id.into(),
+                case: "vigilsink (defaults)".into(),
+                vs: "filesink".into(),
+                min_ratio: 0.9,
+                cpu_at_most: false,
+                at_most: None,
+            });
+        }
         suites::sink::run(ctx).map(Some)
     });
     run_suite("live", &mut ctx, &mut |ctx| {
@@ -449,6 +463,11 @@ fn print_summary(report: &Report) {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(tools::SPAWN_ARG) {
+        return tools::spawn_main(&args[1..]);
+    }
+    tools::SPAWNER.store(true, std::sync::atomic::Ordering::SeqCst);
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -47,6 +47,18 @@ pub fn run_process_for(
 ) -> Result<ProcessCost, String> {
     let err = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let name = format!("{:?}", cmd.get_program());
+    // The process is started by a small spawner (this program, re-executed): Linux keeps a
+    // process's RSS high-water mark across exec, so a child forked straight from this big
+    // harness would report the harness's size as its own peak.
+    let result = log.with_extension("cost");
+    let _ = std::fs::remove_file(&result);
+    let mut wrapped;
+    let cmd = if SPAWNER.load(std::sync::atomic::Ordering::SeqCst) {
+        wrapped = spawner(cmd, &result)?;
+        &mut wrapped
+    } else {
+        cmd
+    };
     let started = Instant::now();
     let child = cmd
         .stdin(Stdio::null())
@@ -129,12 +141,138 @@ pub fn run_process_for(
             tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
         ));
     }
+    // What the spawner measured of its child (the spawner's own cost is left out).
+    if let Some(c) = std::fs::read_to_string(&result)
+        .ok()
+        .and_then(|t| ProcessCost::parse(&t))
+    {
+        let _ = std::fs::remove_file(&result);
+        return Ok(c);
+    }
     Ok(ProcessCost {
         wall,
         user: timeval_secs(usage.ru_utime),
         sys: timeval_secs(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss.max(0) as u64,
     })
+}
+
+impl ProcessCost {
+    fn parse(text: &str) -> Option<Self> {
+        let v: Vec<f64> = text
+            .split_whitespace()
+            .map(|w| w.parse().ok())
+            .collect::<Option<_>>()?;
+        (v.len() == 4).then(|| Self {
+            wall: v[0],
+            user: v[1],
+            sys: v[2],
+            max_rss_kib: v[3] as u64,
+        })
+    }
+}
+
+/// Whether this program can act as the spawner (set by `main`; unit tests spawn directly).
+pub static SPAWNER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The argument that makes this program a spawner (see [`spawn_main`]).
+pub const SPAWN_ARG: &str = "--spawn-measured";
+
+/// `cmd` run through the spawner, which writes its cost to `result`.
+fn spawner(cmd: &Command, result: &Path) -> Result<Command, String> {
+    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut w = Command::new(me);
+    w.arg(SPAWN_ARG)
+        .arg(result)
+        .arg("--")
+        .arg(cmd.get_program());
+    w.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        w.current_dir(d);
+    }
+    Ok(w)
+}
+
+static SPAWNED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = SPAWNED.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// The spawner: `PROGRAM --spawn-measured RESULT -- COMMAND ARGS...` runs COMMAND as its
+/// child (killed if the spawner dies; SIGINT and SIGTERM passed on), waits for it with
+/// `wait4`, writes "wall user sys max_rss_kib" to RESULT and exits as the child did.
+pub fn spawn_main(args: &[String]) -> std::process::ExitCode {
+    use std::os::unix::process::CommandExt;
+    let (Some(result), Some("--"), Some(program)) =
+        (args.first(), args.get(1).map(String::as_str), args.get(2))
+    else {
+        eprintln!("usage: {SPAWN_ARG} RESULT -- COMMAND [ARGS...]");
+        return std::process::ExitCode::from(2);
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(&args[3..]);
+    // SAFETY: prctl is async-signal-safe and only affects the child about to exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let handler = forward_signal as extern "C" fn(libc::c_int);
+    // SAFETY: installing a handler that only calls kill.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+    let started = Instant::now();
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot run {program}: {e}");
+            return std::process::ExitCode::from(127);
+        }
+    };
+    let pid = child.id() as libc::pid_t;
+    SPAWNED.store(pid, std::sync::atomic::Ordering::SeqCst);
+    std::mem::forget(child);
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is valid for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid out-pointers; pid is our child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let _ = std::fs::write(
+        result,
+        format!(
+            "{wall} {} {} {}",
+            timeval_secs(usage.ru_utime),
+            timeval_secs(usage.ru_stime),
+            usage.ru_maxrss.max(0)
+        ),
+    );
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    std::process::ExitCode::from(code as u8)
 }
 
 /// Runs `cmd` as [`run_process`] and gives its wall-clock seconds (for preparing inputs and

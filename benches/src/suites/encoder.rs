@@ -152,6 +152,7 @@ fn comparison(ctx: &Ctx, y4m: &Y4m, preset: u32, with_aom: bool) -> Comparison {
         y4m.frames
     );
     let results = interleave(&title, cases, ctx.rounds);
+    let reference = results.iter().position(|r| r.name == APP).unwrap_or(0);
     let mut notes = Vec::new();
     if with_aom {
         notes.push(format!(
@@ -164,7 +165,7 @@ fn comparison(ctx: &Ctx, y4m: &Y4m, preset: u32, with_aom: bool) -> Comparison {
         id: format!("enc-{}-p{preset}", y4m.label()),
         title,
         metric: Metric::Fps { frames },
-        reference: 1,
+        reference,
         results,
         sizes: true,
         notes,
