@@ -465,9 +465,10 @@ impl Controller {
         });
         // Nothing on air (the one that was is impaired, failed or gone): the first available
         // input that is not impaired runs, and the impaired ones before it stay watched.
-        let first_good = self.inputs.iter().position(|i| {
-            !matches!(i.phase, Phase::Backoff { .. })
-                && !(matches!(i.phase, Phase::Running { .. }) && not_good(i))
+        let first_good = self.inputs.iter().position(|i| match i.phase {
+            Phase::Backoff { .. } => false,
+            Phase::Running { .. } => !not_good(i),
+            Phase::Idle => true,
         });
         for idx in 0..self.inputs.len() {
             let wanted = match t.standby {
