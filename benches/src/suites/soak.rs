@@ -82,7 +82,8 @@ pub fn run(ctx: &mut Ctx, minutes: f64) -> Result<Section, String> {
     let primary = primary_file(ctx)?;
     let server = LiveServer::start(640, 360)?;
     let backup = format!("{}/b", server.base);
-    let out = ctx.work.join("soak.mkv");
+    // Named for this run: a quick run started meanwhile (same work folder) must not replace it.
+    let out = ctx.work.join(format!("soak-{}.mkv", std::process::id()));
     let _ = std::fs::remove_file(&out);
     let desc = format!(
         "vigilfailoversrc name=f enable-audio=false retry-backoff-min=500 retry-backoff-max=2000 \
