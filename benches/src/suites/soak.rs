@@ -173,7 +173,9 @@ pub fn run(ctx: &mut Ctx, minutes: f64) -> Result<Section, String> {
             log.display()
         ));
     }
-    let (duration, frames) = probe(&out)?;
+    let probed = probe(&out);
+    let _ = std::fs::remove_file(&out);
+    let (duration, frames) = probed?;
     let mut md = format!(
         "One channel for {minutes} minutes as one `gst-launch-1.0 -e -m` process: \
          `vigilfailoversrc` with an 8 s Matroska file as primary (it ends every 8 s and is \
@@ -181,7 +183,7 @@ pub fn run(ctx: &mut Ctx, minutes: f64) -> Result<Section, String> {
          on loopback as backup, `vigilsvtav1enc preset=12 pred-structure=low-delay \
          rate-control=cbr target-bitrate=800`, `matroskamux`, `vigilsink`; stopped with \
          Ctrl-C at the end. RSS and threads are read from `/proc/PID/status`.\n\n\
-         Result: {} switches, {} ERROR messages, exit {}; the file plays for {duration:.1} s \
+         Result: {} switches, {} ERROR messages, {}; the file plays for {duration:.1} s \
          with {frames} video frames (ffprobe).\n\n\
          | time s | RSS MiB | threads | switches so far |\n|---:|---:|---:|---:|\n",
         switches.load(Ordering::Relaxed),
