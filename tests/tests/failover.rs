@@ -1369,8 +1369,11 @@ fn audio_only_input_is_never_healthy_on_video_and_a_video_backup_is_preferred() 
     // With a video backup: the backup goes on air at once, as a failover.
     let blue = file_uri(&media("blue", 20));
     let mut rig = Rig::with_audio(vec![In::Uri(audio), In::Uri(blue.clone())], "");
+    // The status and the switch are two messages: wait for both (the status was once seen
+    // before the switch was recorded).
     assert!(
-        rig.wait(Duration::from_secs(3), |r| r.status() == "failover"),
+        rig.wait(Duration::from_secs(3), |r| r.status() == "failover"
+            && r.switched_to(&blue).is_some()),
         "{:?}",
         rig.statistics()
     );
