@@ -404,12 +404,18 @@ fn build(setup: &Setup) -> Sut {
     let sinkpad = element.static_pad("sink");
     if let Some(pad) = &sinkpad {
         let f = flow.clone();
+        let encoder = setup.kind == Kind::Encoder;
         pad.add_probe(
             gst::PadProbeType::BUFFER
                 | gst::PadProbeType::EVENT_DOWNSTREAM
                 | gst::PadProbeType::EVENT_FLUSH,
-            move |_, info| {
+            move |pad, info| {
                 match &info.data {
+                    // The encoder clips its input to the segment, as GstVideoEncoder does: a
+                    // frame wholly outside it is not owed an output (a seek right after
+                    // PLAYING can reach videotestsrc after it started, which then sends
+                    // frames from 0 under a segment from the seek position).
+                    Some(gst::PadProbeData::Buffer(b)) if encoder && !in_segment(pad, b) => {}
                     Some(gst::PadProbeData::Buffer(b)) => {
                         f.buffers_in.fetch_add(1, Ordering::SeqCst);
                         f.bytes_in.fetch_add(b.size() as u64, Ordering::SeqCst);
@@ -493,6 +499,19 @@ fn build(setup: &Setup) -> Sut {
         errored: false,
         log: Vec::new(),
     }
+}
+
+/// Whether `b` overlaps the segment on `pad` (a buffer without a timestamp counts as inside).
+fn in_segment(pad: &gst::Pad, b: &gst::Buffer) -> bool {
+    let Some(pts) = b.pts() else { return true };
+    let Some(seg) = pad.sticky_event::<gst::event::Segment>(0) else {
+        return true;
+    };
+    let Some(seg) = seg.segment().downcast_ref::<gst::ClockTime>() else {
+        return true;
+    };
+    let end = b.duration().map(|d| pts + d).unwrap_or(pts);
+    seg.clip(pts, end).is_some()
 }
 
 impl Sut {
