@@ -112,3 +112,25 @@ pub fn time_between_buffers(
     });
     Ok(gaps)
 }
+
+/// Sets `pipeline` to NULL on a thread of its own and waits at most `bound`; gives the
+/// milliseconds the change took. An element that deadlocks in its change to NULL (seen with
+/// `fallbacksrc` right after PLAYING) is reported, and its pipeline left behind, instead of
+/// hanging the run.
+pub fn stop_bounded(pipeline: &gst::Pipeline, bound: Duration) -> Result<f64, String> {
+    let p = pipeline.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let ok = p.set_state(gst::State::Null).is_ok();
+        let _ = tx.send((ok, t.elapsed().as_secs_f64() * 1000.0));
+    });
+    match rx.recv_timeout(bound) {
+        Ok((true, ms)) => Ok(ms),
+        Ok((false, _)) => Err("the pipeline refused to go to NULL".into()),
+        Err(_) => Err(format!(
+            "set_state(NULL) did not return within {} s (deadlock; the pipeline was left behind)",
+            bound.as_secs()
+        )),
+    }
+}

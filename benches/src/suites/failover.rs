@@ -314,7 +314,7 @@ fn run_once(ctx: &Ctx, who: Contender, scenario: Scenario) -> Result<Run, String
             }
         }
     })();
-    let _ = p.set_state(gst::State::Null);
+    crate::gstrun::stop_bounded(&p, Duration::from_secs(10))?;
     let ms = result?;
     let mut run = Run::timed(ms / 1000.0);
     run.values.insert("ms".into(), ms);

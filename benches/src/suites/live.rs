@@ -26,24 +26,8 @@ fn stop_ms(desc: &str, after: Duration) -> Result<f64, String> {
     p.set_state(gst::State::Playing)
         .map_err(|_| format!("`{desc}` refused to go to PLAYING"))?;
     std::thread::sleep(after);
-    // On a thread of its own: an element that deadlocks in the change to NULL is reported
-    // (and its pipeline left behind) instead of hanging the run.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let t = Instant::now();
-        let ok = p.set_state(gst::State::Null).is_ok();
-        let _ = tx.send((ok, t.elapsed().as_secs_f64() * 1000.0));
-    });
-    match rx.recv_timeout(STOP_BOUND) {
-        Ok((true, ms)) => Ok(ms),
-        Ok((false, _)) => Err(format!("`{desc}` refused to go to NULL")),
-        Err(_) => Err(format!(
-            "set_state(NULL) {} ms after PLAYING did not return within {} s (deadlock; the \
-             pipeline was left behind)",
-            after.as_millis(),
-            STOP_BOUND.as_secs()
-        )),
-    }
+    crate::gstrun::stop_bounded(&p, STOP_BOUND)
+        .map_err(|e| format!("`{desc}`, {} ms after PLAYING: {e}", after.as_millis()))
 }
 
 /// How long a change to NULL may take before it counts as hung.

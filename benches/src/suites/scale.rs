@@ -129,7 +129,8 @@ fn run_channels(
         }
     }
     for p in &pipelines {
-        let _ = p.set_state(gst::State::Null);
+        crate::gstrun::stop_bounded(p, Duration::from_secs(10))
+            .map_err(|e| format!("{}: {e}", chain.name()))?;
     }
     for i in 0..n {
         let _ = std::fs::remove_file(ctx.work.join(format!("scale-{i}.bin")));
