@@ -456,7 +456,9 @@ fn primary_error_mid_stream_switches_to_warm_backup_within_a_frame() {
     assert_eq!(
         r.get(w + 1),
         Some(&Colour::Red),
-        "white then red directly: {r:?}"
+        "white then red directly: {r:?}; switches {:?}; statuses {:?}",
+        rig.switches,
+        rig.statuses.lock().unwrap()
     );
 }
 
@@ -1486,6 +1488,59 @@ fn black_picture_and_silence_fail_over_with_their_reasons_after_their_timeouts()
         );
         rig.finish();
     }
+}
+
+#[test]
+fn cold_standby_with_every_input_impaired_keeps_them_running_without_churn() {
+    let _serial = serial();
+    let path = black_and_silent();
+    let dark = file_uri(&path);
+    // The same black file twice, under two names.
+    let copy = path.with_file_name("black-silent-copy.mkv");
+    std::fs::copy(&path, &copy).unwrap();
+    let dark2 = file_uri(&copy);
+    let mut rig = Rig::with_audio(
+        vec![In::Uri(dark.clone()), In::Uri(dark2.clone())],
+        "black-timeout=500 standby=cold failback-delay=0",
+    );
+    // The primary goes black, the backup starts, goes on air, goes black in turn.
+    assert!(
+        rig.wait(Duration::from_secs(6), |r| {
+            let stats = r.statistics();
+            let inputs = stats.get::<gst::Array>("inputs").unwrap();
+            inputs.get(1).is_some_and(|b| {
+                b.get::<gst::Structure>()
+                    .unwrap()
+                    .get::<String>("state")
+                    .unwrap()
+                    == "black"
+            })
+        }),
+        "the backup never judged black: {:?}",
+        rig.statistics()
+    );
+    let before = input_stats(&rig, 1).get::<u64>("retries").unwrap();
+    let switches = rig.switches.len();
+    rig.wait(Duration::from_secs(2), |_| false);
+    let stats = rig.statistics();
+    let backup = input_stats(&rig, 1);
+    let primary = input_stats(&rig, 0);
+    // Both stay running and watched: no stop and restart of the backup every tick.
+    assert_eq!(
+        backup.get::<u64>("retries").unwrap(),
+        before,
+        "the backup was restarted while every input was impaired: {stats:?}"
+    );
+    assert!(
+        rig.switches.len() <= switches + 1,
+        "switches went on: {:?}",
+        &rig.switches[switches..]
+    );
+    for s in [&primary, &backup] {
+        assert_eq!(s.get::<String>("state").unwrap(), "black", "{stats:?}");
+    }
+    assert_eq!(rig.status(), "degraded", "{stats:?}");
+    rig.finish();
 }
 
 #[test]

@@ -113,6 +113,8 @@ pub(super) struct Controller {
     inputs: Vec<InputCtl>,
     retiring: Vec<InputActor>,
     on_air: Option<u64>,
+    /// The input the output was last given (`on_air` as of the end of the last tick).
+    published: Option<u64>,
     /// Set when the input on air failed or was removed, until the next switch is announced.
     lost: Option<(String, SwitchReason)>,
     manual: Option<u64>,
@@ -144,6 +146,7 @@ impl Controller {
             inputs: Vec::new(),
             retiring: Vec::new(),
             on_air: None,
+            published: None,
             lost: None,
             manual: None,
             anything_on_air: false,
@@ -268,7 +271,6 @@ impl Controller {
             gst::debug!(super::input::CAT, "input {} removed", removed.spec.name);
             if self.on_air == Some(removed.spec.id) {
                 self.on_air = None;
-                self.output.set_on_air(None);
                 self.lost = Some((removed.spec.name.clone(), SwitchReason::Removed));
             }
             if self.manual == Some(removed.spec.id) {
@@ -333,7 +335,6 @@ impl Controller {
         input.actor.stop();
         if self.on_air == Some(input.spec.id) {
             self.on_air = None;
-            self.output.set_on_air(None);
             self.lost = Some((input.spec.name.clone(), reason));
         }
         if self.manual == Some(input.spec.id) {
@@ -413,7 +414,6 @@ impl Controller {
                         // for clear-time.
                         let name = input.spec.name.clone();
                         self.on_air = None;
-                        self.output.set_on_air(None);
                         self.lost = Some((name, reason));
                         if self.manual == Some(self.inputs[idx].spec.id) {
                             self.manual = None;
@@ -481,7 +481,13 @@ impl Controller {
                     }
                     None => match first_good {
                         Some(g) => idx <= g,
-                        None => Some(idx) == first_available,
+                        // Every input that runs is impaired: they all stay running and
+                        // watched (stopping one would make it look good again, restart it
+                        // at the next tick, and churn).
+                        None => {
+                            Some(idx) == first_available
+                                || matches!(self.inputs[idx].phase, Phase::Running { .. })
+                        }
                     },
                 },
             };
@@ -555,7 +561,6 @@ impl Controller {
             self.on_air = Some(input.spec.id);
             self.off_air_since = None;
             self.exhausted_error_posted = false;
-            self.output.set_on_air(Some(input.shared().clone()));
             let to = input.spec.name.clone();
             self.announce(from, to, reason);
         } else if self.on_air.is_none()
@@ -564,6 +569,17 @@ impl Controller {
             // Off air with nothing to take over: the filler is on air.
             self.off_air_since.get_or_insert(now);
             self.announce(from, String::new(), reason);
+        }
+
+        // The output follows the choice once, here: an input taken off air earlier in this
+        // tick is replaced in the same step, so the output never shows a filler frame between
+        // two inputs (until then it holds the old input's last picture).
+        if self.published != self.on_air {
+            let shared = self
+                .index_of(self.on_air)
+                .map(|i| self.inputs[i].shared().clone());
+            self.output.set_on_air(shared);
+            self.published = self.on_air;
         }
 
         if self.on_air.is_none() {

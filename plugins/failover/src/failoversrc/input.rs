@@ -434,6 +434,19 @@ fn start(
             gst::BusSyncReply::Drop
         });
 
+    // The clock and base time are fixed before anything is added. The sinks are added while
+    // the pipeline goes to PLAYING, and `gst_bin_add` gives each the pipeline's clock and base
+    // time as they are then: left to the pipeline, a sink could start without a clock (it
+    // renders at once) until the pipeline reaches PLAYING and picks its base time, and then
+    // wait for as long as the media it rendered early: a gap of hundreds of ms after the
+    // first frames, judged a stall. With the base time set now, the first frames are a little
+    // late (the start of the decoder) and the input runs in real time from its first frame.
+    let clock = gst::SystemClock::obtain();
+    pipeline.use_clock(Some(&clock));
+    let _ = pipeline.set_clock(Some(&clock));
+    pipeline.set_start_time(gst::ClockTime::NONE);
+    pipeline.set_base_time(clock.time());
+
     let mut run = Run {
         pipeline: pipeline.clone(),
         element: None,
