@@ -244,3 +244,76 @@ fn after_a_wedged_flush_seeks_eos_and_null_never_hang() {
     let took = stop_within(&p, Duration::from_secs(3));
     eprintln!("NULL after the wedged flush, two seeks and an EOS: {took:?}");
 }
+
+/// A FIFO whose reader is slow but steady (64 KB/s) is slow, not wedged: a clean EOS with every
+/// byte, no ERROR (a hostile run found it abandoned: a 256 KiB `write()` to the pipe was one
+/// call of several seconds with no progress counted).
+#[test]
+fn a_slow_but_steady_reader_is_not_a_wedge() {
+    use std::io::Read;
+    init();
+    let dir = scratch("sink-slow-reader");
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    let f2 = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        let mut f = std::fs::File::open(&f2).unwrap();
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => return total,
+                Ok(n) => total += n,
+                Err(e) => panic!("read: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(125));
+        }
+    });
+    // 150 buffers of 2048 bytes: 307200 bytes, about 5 s at 64 KB/s.
+    let p = pipeline(&format!(
+        "audiotestsrc num-buffers=150 ! audio/x-raw,format=S16LE,channels=1,rate=48000 \
+         ! vigilsink location={} watchdog-timeout=2000",
+        fifo.display()
+    ));
+    let log = run(&p, Duration::from_secs(30), Duration::from_millis(100));
+    stop_within(&p, Duration::from_secs(3));
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{}",
+        log.error_text()
+    );
+    assert_eq!(reader.join().unwrap(), 150 * 2048);
+}
+
+/// With the watchdog disabled (`watchdog-timeout=0`), a stop is still bounded (10 s): a FIFO
+/// nobody opens holds the consumer in `open()` for ever, and PLAYING to READY used to wait for
+/// it without end.
+#[test]
+fn a_stop_is_bounded_with_the_watchdog_disabled() {
+    init();
+    let dir = scratch("sink-no-watchdog");
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    let p = pipeline(&format!(
+        "audiotestsrc is-live=true ! vigilsink location={} watchdog-timeout=0",
+        fifo.display()
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let q = p.clone();
+    std::thread::spawn(move || {
+        let _ = q.set_state(gst::State::Ready);
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(14)).is_ok(),
+        "PLAYING to READY still waiting after {:?}",
+        t.elapsed()
+    );
+    eprintln!("READY with the watchdog disabled after {:?}", t.elapsed());
+    stop_within(&p, Duration::from_secs(2));
+    // Release the leaked open() so the thread can end with the test process.
+    let _ = std::fs::File::open(&fifo);
+}

@@ -105,6 +105,8 @@ fn spawn(s: Setup) -> (WorkerHandle<Doubler, &'static str>, Arc<AtomicU64>) {
     let d = dropped.clone();
     let mut cfg = WorkerConfig::new("vigil-test", s.timeout_ms);
     cfg.input_capacity = 2;
+    // With the watchdog disabled (timeout 0), a stop is bounded by this instead of 10 s.
+    cfg.shutdown_fallback = Duration::from_millis(400);
     let mut h = WorkerHandle::spawn(cfg, move |_| {
         Ok((
             Doubler {
@@ -364,6 +366,36 @@ fn shutdown_of_a_wedged_worker_returns_within_the_timeout() {
     assert_eq!(outcome.reason(), Some("abandoned"));
     assert_eq!(outcome.failure().unwrap().phase, Phase::Shutdown);
     assert!(t.elapsed() < Duration::from_millis(300 + 300));
+}
+
+/// With the watchdog disabled, the waits of a stop are still bounded (by the fallback): a
+/// settle (a sink's PAUSED to READY) and a shutdown of a wedged worker both return, abandoned
+/// with phase `shutdown`; found by a user's `watchdog-timeout=0` on a FIFO nobody reads.
+#[test]
+fn stops_are_bounded_with_the_watchdog_disabled() {
+    for settle_first in [true, false] {
+        let (mut h, _) = spawn(Setup {
+            streaming: Misbehave::Wedge,
+            timeout_ms: 0,
+            ..Default::default()
+        });
+        h.submit(1).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        let outcome = if settle_first {
+            h.settle()
+        } else {
+            h.shutdown()
+        };
+        assert_eq!(
+            outcome.reason(),
+            Some("abandoned"),
+            "settle first: {settle_first}"
+        );
+        assert_eq!(outcome.failure().unwrap().phase, Phase::Shutdown);
+        assert!(t.elapsed() >= Duration::from_millis(400 - 60));
+        assert!(t.elapsed() < Duration::from_millis(400 + 400));
+    }
 }
 
 /// A codec whose teardown (its destructor, a library's deinit) blocks: the shutdown is still

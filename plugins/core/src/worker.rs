@@ -199,6 +199,10 @@ pub struct WorkerConfig {
     pub output_capacity: usize,
     /// No progress with work pending for this long abandons the worker; `None` disables it.
     pub watchdog_timeout: Option<Duration>,
+    /// The bound of every wait of a stop (shutdown, settle) when the watchdog is disabled:
+    /// a state change never hangs, whatever the element's settings. [`SHUTDOWN_FALLBACK`]
+    /// unless set.
+    pub shutdown_fallback: Duration,
     /// A flag shared with the element: while it is set, every wait of the handle returns
     /// [`WorkerError::Interrupted`] (flushing, unlocking, stopping). `None` gives the handle a
     /// flag of its own (see [`WorkerHandle::interrupt`]).
@@ -218,6 +222,7 @@ impl WorkerConfig {
             output_capacity: 64,
             watchdog_timeout: (watchdog_timeout_ms > 0)
                 .then(|| Duration::from_millis(u64::from(watchdog_timeout_ms))),
+            shutdown_fallback: SHUTDOWN_FALLBACK,
             interrupt: None,
             #[cfg(feature = "fault-injection")]
             fault: None,
@@ -349,6 +354,8 @@ pub struct WorkerHandle<C: Codec, R = ()> {
     context: Arc<WorkerContext>,
     thread: Option<thread::JoinHandle<()>>,
     timeout: Option<Duration>,
+    /// The bound of the waits of a stop with the watchdog disabled.
+    shutdown_fallback: Duration,
     input_capacity: usize,
     next_seq: u64,
     failed: bool,
@@ -416,6 +423,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             context,
             thread: Some(thread),
             timeout: config.watchdog_timeout,
+            shutdown_fallback: config.shutdown_fallback,
             input_capacity: config.input_capacity.max(1),
             next_seq: 0,
             failed: false,
@@ -733,7 +741,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             self.thread.take();
             return RunOutcome::Completed;
         }
-        let timeout = self.timeout.unwrap_or(SHUTDOWN_FALLBACK);
+        let timeout = self.timeout.unwrap_or(self.shutdown_fallback);
         let started = Instant::now();
         let shared = self.shared.clone();
         let mut g = shared.lock();
@@ -873,6 +881,16 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
         }
     }
 
+    /// The watchdog's bound in `phase`: the timeout, and for the waits of a stop also with the
+    /// watchdog disabled (the fallback), so that no state change waits without a bound.
+    fn bound(&self, phase: Phase) -> Option<Duration> {
+        match (self.timeout, phase) {
+            (Some(t), _) => Some(t),
+            (None, Phase::Shutdown) => Some(self.shutdown_fallback),
+            (None, _) => None,
+        }
+    }
+
     /// Evaluates the watchdog once, without waiting.
     fn wait_once<'g>(
         &mut self,
@@ -881,7 +899,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
     ) -> Result<MutexGuard<'g, Inner<C, R>>, WorkerError> {
         self.check(&mut g, phase)?;
         let pending = g.busy || !g.commands.is_empty() || phase == Phase::Shutdown;
-        if let (Some(timeout), true) = (self.timeout, pending) {
+        if let (Some(timeout), true) = (self.bound(phase), pending) {
             self.sample_activity(&mut g, timeout);
             let idle = g.last_progress.elapsed();
             if idle >= timeout {
@@ -920,7 +938,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             // included) is pending work: the shutdown wait is bounded like any other.
             let pending = g.busy || !g.commands.is_empty() || phase == Phase::Shutdown;
             let mut slice = WAIT_SLICE;
-            if let (Some(timeout), true) = (self.timeout, pending) {
+            if let (Some(timeout), true) = (self.bound(phase), pending) {
                 self.sample_activity(&mut g, timeout);
                 let idle = g.last_progress.elapsed();
                 if idle >= timeout {

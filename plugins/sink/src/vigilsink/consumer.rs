@@ -161,9 +161,12 @@ pub struct Consumer {
     on_panic: PanicPolicy,
 }
 
-/// Writes in pieces of this size, with a heartbeat between them, so a large buffer written to a
-/// slow but working disk is progress and not a wedge.
-const WRITE_CHUNK: usize = 1 << 20;
+/// Writes in pieces of this size, with a heartbeat between them, so a buffer written to a slow
+/// but working disk or FIFO reader is progress and not a wedge: a `write()` to a pipe returns
+/// only when all of it is in the pipe, so 256 KiB to a reader taking 40 KB/s was one 6.5 s call
+/// with no heartbeat (abandoned at the default 5 s). 64 KiB is also what `filesink` writes at a
+/// time.
+const WRITE_CHUNK: usize = 64 * 1024;
 /// Small buffers are gathered up to this size before a `write` (the worker writes what it
 /// holds as soon as its queue is empty, so nothing waits in memory while the sink is idle).
 const GATHER: usize = 256 * 1024;
@@ -376,6 +379,36 @@ impl Codec for Consumer {
 
     fn in_flight(&self) -> bool {
         matches!(&self.sink, Sink::File { pending, .. } if !pending.is_empty())
+    }
+
+    /// A flushing seek: a regular file starts again from its first byte, truncated, as
+    /// `filesink` does (the element only flushes a file target that is a regular file).
+    fn flush(&mut self) -> Result<(), CodecError> {
+        if let Sink::File {
+            file,
+            path,
+            pending,
+            position,
+            ..
+        } = &mut self.sink
+        {
+            pending.clear();
+            if *position != 0 {
+                file.seek(SeekFrom::Start(0))
+                    .and_then(|_| file.set_len(0))
+                    .map_err(|e| {
+                        CodecError::new(
+                            CodecErrorKind::Write,
+                            format!(
+                                "truncating '{}' for a flushing seek failed: {e}",
+                                path.display()
+                            ),
+                        )
+                    })?;
+                *position = 0;
+            }
+        }
+        Ok(())
     }
 
     fn poll(&mut self, out: &mut Emitter<'_, ()>) -> Result<(), CodecError> {

@@ -754,12 +754,22 @@ impl URIHandlerImpl for VigilSink {
                 "the URI of vigilsink cannot change while the file is open",
             ));
         }
-        let (path, _) = glib::filename_from_uri(uri).map_err(|e| {
+        let (path, host) = glib::filename_from_uri(uri).map_err(|e| {
             glib::Error::new(
                 gst::URIError::BadUri,
                 &format!("'{uri}' is not a local file URI: {e}"),
             )
         })?;
+        // A host names another machine: writing the path here would write the wrong file
+        // (`filesink` refuses it too).
+        if let Some(host) = host.filter(|h| !h.is_empty() && h.as_str() != "localhost") {
+            return Err(glib::Error::new(
+                gst::URIError::BadUri,
+                &format!(
+                    "'{uri}' names the host '{host}': vigilsink writes local files only (file:///path or file://localhost/path)"
+                ),
+            ));
+        }
         self.settings.lock().unwrap().location = Some(path);
         Ok(())
     }
@@ -1185,13 +1195,24 @@ impl BaseSinkImpl for VigilSink {
                 if let Some(state) = guard.as_mut() {
                     let what = state.what;
                     state.newest_running_time = None;
-                    // Flushed with the queue: data before a flushing seek is not written.
+                    let location = self.settings.lock().unwrap().location.clone();
+                    if what == WHAT_FILE && !location.as_deref().is_some_and(is_seekable_target) {
+                        // A FIFO, a socket, a device: `filesink` has written every buffer it
+                        // rendered before a flushing seek, so this keeps them too: what the
+                        // sink accepted is written, in order, before what follows the seek.
+                        drop(guard);
+                        return self.parent_event(event);
+                    }
+                    // A regular file starts again, as `filesink` truncates it at a flushing
+                    // seek (the consumer does, below); the application's queue is flushed, as
+                    // `appsink`'s is. What was queued is not written or delivered.
                     state.gathered.clear();
                     state.gathered_buffers = 0;
                     let counters = self.counters.lock().unwrap().clone();
                     match state.worker.flush() {
                         Ok(outcome) => {
                             counters.queued_bytes.store(0, Ordering::Relaxed);
+                            counters.queued_items.store(0, Ordering::Relaxed);
                             drop(guard);
                             if outcome != RunOutcome::Completed {
                                 // Reported here; kept so that a later run of this consumer
