@@ -96,6 +96,13 @@ impl RunOutcome {
     pub fn describe(&self, what: &str) -> Option<String> {
         match self {
             RunOutcome::Completed => None,
+            // A stop's bound is absolute: the worker may still have been working (an encoder
+            // finishing its look-ahead), so this does not say it made no progress.
+            RunOutcome::WatchdogAbandoned(r) if r.phase == Phase::Shutdown => Some(format!(
+                "{what} did not finish stopping within {} ms (shutdown); it was abandoned with {} input(s) undelivered and is left to end on its own in the background",
+                r.idle.as_millis(),
+                r.undelivered
+            )),
             RunOutcome::WatchdogAbandoned(r) => Some(format!(
                 "{what} made no progress for {} ms with work pending ({}); it was abandoned with {} input(s) undelivered",
                 r.idle.as_millis(),

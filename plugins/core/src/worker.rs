@@ -767,7 +767,9 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             // in time whatever the library does.
             let waited = started.elapsed();
             if waited >= timeout {
-                let report = self.report(&g, Phase::Shutdown, g.last_progress.elapsed());
+                // How long the stop waited: the bound is absolute, so this is what the
+                // message names, not the time since the last progress.
+                let report = self.report(&g, Phase::Shutdown, waited);
                 self.abandon(&mut g);
                 return RunOutcome::WatchdogAbandoned(report);
             }

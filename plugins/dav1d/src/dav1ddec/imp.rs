@@ -215,6 +215,8 @@ struct State {
     frame_delay: u64,
     /// The ERROR for too many undecodable frames was posted.
     failed: bool,
+    /// Input went to libdav1d since the last drain or flush: it may hold frames.
+    holds_input: bool,
 }
 
 impl Default for State {
@@ -230,6 +232,7 @@ impl Default for State {
             out_hdr: av1::HdrMetadata::default(),
             next_index: 0,
             consecutive_errors: 0,
+            holds_input: false,
             inputs: 0,
             frames_out: 0,
             next_pts: None,
@@ -549,6 +552,18 @@ impl VigilDav1dDec {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(e)) => Err(self.post_error(e)),
             Err(flow) => Err(flow),
+        }
+    }
+
+    /// Pushes out every frame libdav1d holds, mid-stream (decoding goes on after it). False
+    /// when the run failed (reported) or downstream refused the data.
+    fn drain_held(&self) -> bool {
+        match self.drain() {
+            Ok(outcome) => {
+                self.state.lock().unwrap().holds_input = false;
+                vigil_core::report_outcome(&self.element(), WHAT, outcome).is_ok()
+            }
+            Err(_) => false,
         }
     }
 
@@ -1041,6 +1056,20 @@ impl BaseTransformImpl for VigilDav1dDec {
                 return ok.is_ok() && !decoded_nothing;
             }
             EventView::FlushStart(_) => self.interrupt.store(true, Ordering::SeqCst),
+            // A new segment without a flush (a non-flushing seek) or the end of a segment (a
+            // segment seek, gapless looping): the frames libdav1d holds belong before it, so
+            // they go out first, as GstVideoDecoder drains; otherwise they would follow the new
+            // segment with old timestamps (clipped downstream), or wait for data that does not
+            // come.
+            EventView::Segment(_) | EventView::SegmentDone(_) => {
+                let holds = self.state.lock().unwrap().holds_input;
+                if holds && !self.drain_held() {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        match event.view() {
             EventView::Segment(seg) => {
                 if let Ok(seg) = seg.segment().clone().downcast::<gst::ClockTime>() {
                     self.state.lock().unwrap().next_pts =
@@ -1065,6 +1094,7 @@ impl BaseTransformImpl for VigilDav1dDec {
                 state.need_header = true;
                 state.consecutive_errors = 0;
                 state.next_pts = None;
+                state.holds_input = false;
             }
             _ => {}
         }
@@ -1103,6 +1133,7 @@ impl BaseTransformImpl for VigilDav1dDec {
             let index = state.next_index;
             state.next_index += 1;
             state.inputs += 1;
+            state.holds_input = true;
             let carries_header = match inbuf.map_readable() {
                 Ok(map) => Self::note_sequence_header(&mut state, &map, index),
                 Err(_) => false,

@@ -401,6 +401,30 @@ struct Prepared {
     settings: Settings,
 }
 
+/// Why an encoder could not be prepared.
+enum PrepareError {
+    /// For the caller to post.
+    Post(gst::ErrorMessage),
+    /// Posted already (a wedge or panic while starting, with the watchdog's details).
+    Reported,
+}
+
+impl From<gst::ErrorMessage> for PrepareError {
+    fn from(m: gst::ErrorMessage) -> Self {
+        Self::Post(m)
+    }
+}
+
+impl PrepareError {
+    /// The message still to post, if any.
+    fn into_message(self) -> Option<gst::ErrorMessage> {
+        match self {
+            Self::Post(m) => Some(m),
+            Self::Reported => None,
+        }
+    }
+}
+
 struct State {
     info: Option<gst_video::VideoInfo>,
     incaps: Option<gst::Caps>,
@@ -469,7 +493,7 @@ impl VigilSvtAv1Enc {
     }
 
     /// Starts an encoder for `incaps` and builds the output caps from its sequence header.
-    fn prepare(&self, incaps: &gst::Caps) -> Result<Prepared, gst::ErrorMessage> {
+    fn prepare(&self, incaps: &gst::Caps) -> Result<Prepared, PrepareError> {
         let info = gst_video::VideoInfo::from_caps(incaps).map_err(|_| {
             gst::error_msg!(
                 gst::CoreError::Negotiation,
@@ -483,7 +507,8 @@ impl VigilSvtAv1Enc {
                     "format {} is not supported (I420 and I420_10LE are)",
                     info.format()
                 )
-            ));
+            )
+            .into());
         }
         let (w, h) = (info.width(), info.height());
         if !(encoder::MIN_SIZE..=encoder::MAX_WIDTH).contains(&w)
@@ -500,7 +525,8 @@ impl VigilSvtAv1Enc {
                     encoder::MAX_WIDTH,
                     encoder::MAX_HEIGHT
                 )
-            ));
+            )
+            .into());
         }
         if w % 2 != 0 || h % 2 != 0 {
             return Err(gst::error_msg!(
@@ -510,13 +536,14 @@ impl VigilSvtAv1Enc {
                     w,
                     h
                 )
-            ));
+            ).into());
         }
         if info.is_interlaced() {
             return Err(gst::error_msg!(
                 gst::StreamError::Format,
                 ("interlaced input is not supported: deinterlace first")
-            ));
+            )
+            .into());
         }
         let settings = self.settings.lock().unwrap().clone();
         settings
@@ -583,7 +610,7 @@ impl VigilSvtAv1Enc {
                     CodecErrorKind::Settings => gst::LibraryError::Settings,
                     _ => gst::LibraryError::Init,
                 };
-                return Err(gst::error_msg!(kind, ("{}", e.message)));
+                return Err(gst::error_msg!(kind, ("{}", e.message)).into());
             }
             Err(WorkerError::Interrupted) => {
                 // The element is being stopped while the codec starts: not a failure. The
@@ -592,15 +619,14 @@ impl VigilSvtAv1Enc {
                 return Err(gst::error_msg!(
                     gst::CoreError::StateChange,
                     ("the element was stopped while the SVT-AV1 encoder was starting")
-                ));
+                )
+                .into());
             }
             Err(e) => {
-                // A wedge or panic while starting: one ERROR with the watchdog details.
+                // A wedge or panic while starting: one ERROR, with the watchdog details, and
+                // no second one from the caller.
                 let _ = self.post_error(e);
-                return Err(gst::error_msg!(
-                    gst::LibraryError::Init,
-                    ("the SVT-AV1 encoder did not start")
-                ));
+                return Err(PrepareError::Reported);
             }
         };
         let outcaps = self
@@ -696,6 +722,30 @@ impl VigilSvtAv1Enc {
         }
     }
 
+    /// Pushes out every frame the encoder holds, mid-stream, and stops it (SVT-AV1 takes no
+    /// picture after its end of stream). With `restart`, the next frame starts a new encoder
+    /// for the same caps (a key frame and a sequence header); without, new caps will. False
+    /// when the run failed (reported) or downstream refused the data.
+    fn drain_held(&self, restart: bool) -> bool {
+        match self.drain() {
+            Ok(outcome) => {
+                if vigil_core::report_outcome(&self.element(), WHAT, outcome).is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+        let old = {
+            let mut state = self.state.lock().unwrap();
+            state.reconfigure |= restart;
+            state.worker.take()
+        };
+        if let Some(w) = old {
+            self.stop_worker(w);
+        }
+        true
+    }
+
     /// Takes the worker out of the state for a wait that must not hold the state lock, with
     /// the generation of the run it belongs to (give it back with `return_worker`).
     fn lend_worker(&self) -> Option<(Worker, u64)> {
@@ -759,7 +809,9 @@ impl VigilSvtAv1Enc {
                     return Err(gst::FlowError::Flushing);
                 }
                 self.state.lock().unwrap().failed_caps = Some(incaps);
-                self.post_error_message(msg);
+                if let PrepareError::Post(msg) = msg {
+                    self.post_error_message(msg);
+                }
                 return Err(gst::FlowError::Error);
             }
         };
@@ -1243,11 +1295,13 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                     fixated(fixed)
                 }
             }
-            Err(msg) => {
+            Err(e) => {
                 // Stopping (or flushing) while the codec starts is not a failure to report.
                 if !self.interrupt.load(Ordering::SeqCst) {
                     self.state.lock().unwrap().failed_caps = Some(caps.clone());
-                    self.post_error_message(msg);
+                    if let PrepareError::Post(msg) = e {
+                        self.post_error_message(msg);
+                    }
                 }
                 fixated(othercaps)
             }
@@ -1274,7 +1328,7 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                 let prepared = if refused {
                     Err(None)
                 } else {
-                    self.prepare(incaps).map_err(Some)
+                    self.prepare(incaps).map_err(PrepareError::into_message)
                 };
                 match prepared {
                     Ok(p) => {
@@ -1436,21 +1490,28 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                     let state = self.state.lock().unwrap();
                     state.worker.is_some() && state.incaps.as_ref() != Some(&c.caps_owned())
                 };
-                if changed {
-                    // Caps change mid-stream: everything the old encoder holds goes out first.
-                    match self.drain() {
-                        Ok(outcome) => {
-                            if vigil_core::report_outcome(&self.element(), WHAT, outcome).is_err() {
-                                return false;
-                            }
-                        }
-                        Err(_) => return false,
-                    }
-                    if let Some(w) = self.state.lock().unwrap().worker.take() {
-                        self.stop_worker(w);
-                    }
+                // Caps change mid-stream: everything the old encoder holds goes out first.
+                if changed && !self.drain_held(false) {
+                    return false;
                 }
             }
+            // A new segment without a flush (a non-flushing seek) or the end of a segment (a
+            // segment seek, gapless looping): the frames the encoder holds belong before it, so
+            // they go out first, as GstVideoEncoder drains; otherwise they would follow the new
+            // segment with old timestamps (clipped downstream), or wait for frames that do not
+            // come.
+            EventView::Segment(_) | EventView::SegmentDone(_) => {
+                let holds = {
+                    let state = self.state.lock().unwrap();
+                    state.worker.is_some() && !state.timestamps.is_empty()
+                };
+                if holds && !self.drain_held(true) {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        match event.view() {
             EventView::Segment(s) => {
                 if let Ok(seg) = s.segment().clone().downcast::<gst::ClockTime>() {
                     self.state.lock().unwrap().segment = seg;
