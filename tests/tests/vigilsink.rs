@@ -195,6 +195,8 @@ fn inspect_is_clean_and_every_property_documented() {
         &[
             "location",
             "fsync",
+            "append",
+            "o-sync",
             "max-buffers",
             "max-bytes",
             "max-time",

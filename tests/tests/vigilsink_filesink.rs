@@ -577,3 +577,63 @@ fn a_flushing_seek_writes_what_filesink_writes() {
         fa.len(),
     );
 }
+
+/// `append` and `o-sync` as `filesink` has them: two runs with `append=true` leave both runs'
+/// bytes, as `filesink append=true` does; `o-sync` writes the same bytes; an appended file is
+/// not seekable (writes go to its end).
+#[test]
+fn append_and_o_sync_as_filesink() {
+    init();
+    let dir = scratch("sink-append");
+    let head = "videotestsrc num-buffers=10 pattern=ball ! video/x-raw,format=I420,width=64,height=48,framerate=30/1";
+    let mut files = Vec::new();
+    for sink in ["filesink", "vigilsink"] {
+        let path = dir.join(format!("{sink}.raw"));
+        std::fs::write(&path, b"before").unwrap();
+        for _ in 0..2 {
+            let log = run_to_end(
+                &format!("{head} ! {sink} append=true location={}", path.display()),
+                Duration::from_secs(30),
+            );
+            assert!(
+                log.errors.is_empty() && log.eos.is_some(),
+                "{sink}: {}",
+                log.error_text()
+            );
+        }
+        files.push(std::fs::read(&path).unwrap());
+    }
+    assert_eq!(
+        files[0].len(),
+        6 + 2 * 10 * 4608,
+        "filesink appended both runs"
+    );
+    assert!(
+        files[0] == files[1],
+        "vigilsink append=true differs from filesink"
+    );
+
+    let synced = dir.join("o-sync.raw");
+    let log = run_to_end(
+        &format!(
+            "{head} ! vigilsink o-sync=true location={}",
+            synced.display()
+        ),
+        Duration::from_secs(30),
+    );
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{}",
+        log.error_text()
+    );
+    assert_eq!(std::fs::read(&synced).unwrap(), files[0][6..6 + 10 * 4608]);
+
+    let sink = gst::ElementFactory::make("vigilsink")
+        .property("location", dir.join("x.raw").to_str().unwrap())
+        .property("append", true)
+        .build()
+        .unwrap();
+    let mut q = gst::query::Seeking::new(gst::Format::Bytes);
+    assert!(sink.static_pad("sink").unwrap().query(&mut q));
+    assert!(!q.result().0, "an appended file is not seekable");
+}

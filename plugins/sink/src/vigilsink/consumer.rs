@@ -74,6 +74,10 @@ pub enum Target {
         path: PathBuf,
         /// `fsync` at EOS.
         fsync: bool,
+        /// Write after what the file holds (`append`), instead of truncating it.
+        append: bool,
+        /// Open with `O_SYNC` (`o-sync`): each write reaches storage before it returns.
+        o_sync: bool,
     },
     /// The application: the Rust callback if set, and the `new-sample` signal.
     App {
@@ -143,6 +147,8 @@ enum Sink {
         file: File,
         path: PathBuf,
         fsync: bool,
+        /// Opened to append: writes go to the end, whatever a seek asked.
+        append: bool,
         /// Bytes taken and not written yet (small buffers are written together).
         pending: Vec<u8>,
         /// Where the next byte goes (after `pending`), for seeks.
@@ -167,6 +173,8 @@ pub struct Consumer {
 /// with no heartbeat (abandoned at the default 5 s). 64 KiB is also what `filesink` writes at a
 /// time.
 const WRITE_CHUNK: usize = 64 * 1024;
+/// `O_SYNC` of Linux (`__O_SYNC | O_DSYNC`), for `o-sync`.
+const O_SYNC: i32 = 0o4010000;
 /// Small buffers are gathered up to this size before a `write` (the worker writes what it
 /// holds as soon as its queue is empty, so nothing waits in memory while the sink is idle).
 const GATHER: usize = 256 * 1024;
@@ -233,19 +241,43 @@ impl Consumer {
         on_panic: PanicPolicy,
     ) -> Result<Self, CodecError> {
         let sink = match target {
-            Target::File { path, fsync } => {
-                let file = File::create(&path).map_err(|e| {
+            Target::File {
+                path,
+                fsync,
+                append,
+                o_sync,
+            } => {
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true);
+                if append {
+                    options.append(true);
+                } else {
+                    options.truncate(true);
+                }
+                if o_sync {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.custom_flags(O_SYNC);
+                }
+                let open_error = |e: std::io::Error| {
                     CodecError::new(
                         CodecErrorKind::OpenWrite,
                         format!("could not open '{}' for writing: {e}", path.display()),
                     )
-                })?;
+                };
+                let file = options.open(&path).map_err(open_error)?;
+                // Appending, the stream starts where the file ends.
+                let position = if append {
+                    file.metadata().map_err(open_error)?.len()
+                } else {
+                    0
+                };
                 Sink::File {
                     file,
                     path,
                     fsync,
+                    append,
                     pending: Vec::new(),
-                    position: 0,
+                    position,
                 }
             }
             Target::App { callback } => Sink::App { callback },
@@ -503,6 +535,22 @@ impl Consumer {
     /// differs from where the next byte would go).
     fn seek(&mut self, offset: u64, out: &mut Emitter<'_, ()>) -> Result<(), CodecError> {
         self.write_pending(out)?;
+        if let Sink::File {
+            append: true,
+            path,
+            position,
+            ..
+        } = &self.sink
+            && *position != offset
+        {
+            return Err(CodecError::new(
+                CodecErrorKind::Write,
+                format!(
+                    "a byte segment from upstream asked to write '{}' at byte {offset}, but with append=true every write goes to the end (byte {position}); write to a new file to let a muxer rewrite its headers",
+                    path.display()
+                ),
+            ));
+        }
         if let Sink::File {
             file,
             path,

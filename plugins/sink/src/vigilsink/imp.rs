@@ -93,6 +93,8 @@ pub enum OnConsumerPanic {
 struct Settings {
     location: Option<PathBuf>,
     fsync: bool,
+    append: bool,
+    o_sync: bool,
     max_buffers: u32,
     max_bytes: u64,
     max_time: u64,
@@ -109,6 +111,8 @@ impl Default for Settings {
         Self {
             location: None,
             fsync: DEFAULT_FSYNC,
+            append: false,
+            o_sync: false,
             max_buffers: DEFAULT_MAX_BUFFERS,
             max_bytes: DEFAULT_MAX_BYTES,
             max_time: DEFAULT_MAX_TIME,
@@ -797,6 +801,18 @@ impl ObjectImpl for VigilSink {
                     .default_value(DEFAULT_FSYNC)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("append")
+                    .nick("Append")
+                    .blurb("Append to the file instead of truncating it (as filesink); the file is then not seekable, and a flushing seek does not truncate it")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("o-sync")
+                    .nick("Synchronous IO")
+                    .blurb("Open the file with O_SYNC, so each write reaches storage before it returns (as filesink)")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("max-buffers")
                     .nick("Maximum buffers")
                     .blurb("Buffers queued for the consumer at most")
@@ -893,6 +909,8 @@ impl ObjectImpl for VigilSink {
                     .map(PathBuf::from)
             }
             "fsync" => s.fsync = value.get().unwrap(),
+            "append" => s.append = value.get().unwrap(),
+            "o-sync" => s.o_sync = value.get().unwrap(),
             "max-buffers" => s.max_buffers = value.get().unwrap(),
             "max-bytes" => s.max_bytes = value.get().unwrap(),
             "max-time" => s.max_time = value.get().unwrap(),
@@ -920,6 +938,8 @@ impl ObjectImpl for VigilSink {
                 .map(|p| p.display().to_string())
                 .to_value(),
             "fsync" => s.fsync.to_value(),
+            "append" => s.append.to_value(),
+            "o-sync" => s.o_sync.to_value(),
             "max-buffers" => s.max_buffers.to_value(),
             "max-bytes" => s.max_bytes.to_value(),
             "max-time" => s.max_time.to_value(),
@@ -992,6 +1012,8 @@ impl BaseSinkImpl for VigilSink {
                 Target::File {
                     path: path.clone(),
                     fsync: settings.fsync,
+                    append: settings.append,
+                    o_sync: settings.o_sync,
                 },
                 WHAT_FILE,
             ),
@@ -1098,14 +1120,10 @@ impl BaseSinkImpl for VigilSink {
             // Seekable in bytes for a regular file, as filesink; never for FIFOs, sockets,
             // devices or the application.
             let fmt = q.format();
-            let seekable = fmt == gst::Format::Bytes
-                && self
-                    .settings
-                    .lock()
-                    .unwrap()
-                    .location
-                    .as_deref()
-                    .is_some_and(is_seekable_target);
+            let seekable = fmt == gst::Format::Bytes && {
+                let s = self.settings.lock().unwrap();
+                !s.append && s.location.as_deref().is_some_and(is_seekable_target)
+            };
             q.set(
                 seekable,
                 gst::GenericFormattedValue::new(fmt, 0),
@@ -1195,9 +1213,15 @@ impl BaseSinkImpl for VigilSink {
                 if let Some(state) = guard.as_mut() {
                     let what = state.what;
                     state.newest_running_time = None;
-                    let location = self.settings.lock().unwrap().location.clone();
-                    if what == WHAT_FILE && !location.as_deref().is_some_and(is_seekable_target) {
-                        // A FIFO, a socket, a device: `filesink` has written every buffer it
+                    let (location, append) = {
+                        let s = self.settings.lock().unwrap();
+                        (s.location.clone(), s.append)
+                    };
+                    if what == WHAT_FILE
+                        && (append || !location.as_deref().is_some_and(is_seekable_target))
+                    {
+                        // A FIFO, a socket, a device (or a file opened to append, which a
+                        // flush must not truncate): `filesink` has written every buffer it
                         // rendered before a flushing seek, so this keeps them too: what the
                         // sink accepted is written, in order, before what follows the seek.
                         drop(guard);
