@@ -812,3 +812,42 @@ fn a_watchdog_trip_while_starting_posts_one_error() {
         assert!(log.eos.is_none(), "no EOS after the failure");
     }
 }
+
+/// Buffers smaller than their caps say: the ERROR names the sizes (it said only "could not map
+/// an input frame for reading").
+#[test]
+fn a_buffer_smaller_than_its_caps_is_an_error_that_says_so() {
+    init();
+    let p = pipeline(
+        "appsrc name=src format=time caps=video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+         ! vigilsvtav1enc preset=12 ! fakesink",
+    );
+    let src = appsrc(&p, "src");
+    let bus = p.bus().unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    for i in 0..5u64 {
+        let mut b = gst::Buffer::from_mut_slice(vec![0u8; 320 * 240 * 3 / 4]);
+        b.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(33 * i));
+        if src.push_buffer(b).is_err() {
+            break;
+        }
+    }
+    let _ = src.end_of_stream();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        )
+        .expect("an ERROR or EOS");
+    stop_within(&p, Duration::from_secs(5));
+    let gst::MessageView::Error(e) = msg.view() else {
+        panic!("EOS over frames that could not be read");
+    };
+    let text = format!("{} {:?}", e.error(), e.debug());
+    assert!(
+        text.contains("57600 bytes") && text.contains("115200 bytes"),
+        "{text}"
+    );
+}

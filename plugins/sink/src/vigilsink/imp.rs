@@ -243,7 +243,8 @@ impl VigilSink {
             .unwrap()
             .dropped
             .load(Ordering::Relaxed);
-        let leaky = self.settings.lock().unwrap().leaky;
+        // The policy in use (`auto` resolved), as `stats` says it.
+        let leaky = *self.leaky_in_use.lock().unwrap();
         let s = gst::Structure::builder(BACKPRESSURE_MESSAGE)
             .field("dropped", dropped)
             .field("total-dropped", total)

@@ -570,10 +570,24 @@ impl Codec for SvtEncoder {
         let h = self.handle()?;
         let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&input.buffer, &input.info)
             .map_err(|_| {
-                CodecError::new(
-                    CodecErrorKind::Format,
-                    "could not map an input frame for reading",
-                )
+                let (got, want) = (input.buffer.size(), input.info.size());
+                let text = if input.buffer.meta::<gst_video::VideoMeta>().is_none() && got < want
+                {
+                    format!(
+                        "an input buffer of {got} bytes is smaller than a {}x{} {} frame ({want} bytes): the buffers do not match the caps",
+                        input.info.width(),
+                        input.info.height(),
+                        input.info.format().to_str()
+                    )
+                } else {
+                    format!(
+                        "could not map an input frame of {got} bytes for reading as {}x{} {}",
+                        input.info.width(),
+                        input.info.height(),
+                        input.info.format().to_str()
+                    )
+                };
+                CodecError::new(CodecErrorKind::Format, text)
             })?;
         let bytes_per_sample = if input.info.format() == VideoFormat::I42010le {
             2
