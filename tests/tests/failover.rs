@@ -972,6 +972,36 @@ fn exhausted_timeout_posts_an_error_naming_it() {
     );
 }
 
+/// `exhausted-timeout` counts from the start, also while the inputs are still starting (they
+/// fail only at their `start-timeout`, 5 s): a hostile run saw the ERROR come at the inputs'
+/// start-timeout instead, and in cold standby not at all. Its text names the time off air.
+#[test]
+fn exhausted_timeout_counts_while_the_inputs_are_still_starting() {
+    let _serial = serial();
+    init();
+    let white = media("white", 20);
+    for standby in ["warm", "cold"] {
+        let a = HttpServer::start(&white, Http::Silent, 20);
+        let b = HttpServer::start(&white, Http::Silent, 20);
+        let p = pipeline(&format!(
+            "vigilfailoversrc uris=\"<{},{}>\" enable-audio=false standby={standby} \
+             video-caps=video/x-raw,width=64,height=48,framerate=30/1 \
+             exhausted-timeout=800 ! fakesink sync=false",
+            a.uri, b.uri
+        ));
+        let log = run(&p, Duration::from_secs(10), Duration::from_millis(200));
+        stop_within(&p, Duration::from_secs(8));
+        assert_eq!(log.errors.len(), 1, "{standby}: {}", log.error_text());
+        let e = &log.errors[0];
+        assert!(e.text.contains("exhausted-timeout"), "{}", e.text);
+        assert!(
+            e.at >= Duration::from_millis(800) && e.at < Duration::from_millis(800 + 1500),
+            "{standby}: ERROR at {:?}, exhausted-timeout 800 ms, start-timeout 5000 ms",
+            e.at
+        );
+    }
+}
+
 #[test]
 fn audio_output_is_continuous_and_carries_the_input_audio() {
     let _serial = serial();
@@ -1609,4 +1639,53 @@ fn rtsp_primary_with_a_stall_timeout_below_its_jitterbuffer_latency_goes_on_air(
     let frames = rig.finish();
     let r = runs(&frames);
     assert!(r.ends_with(&[Colour::White]), "{r:?}");
+}
+
+/// 8 s of white picture whose audio (a tone) ends after 1 s.
+fn audio_ends_early() -> PathBuf {
+    made(
+        "audio-ends-early",
+        "matroskamux name=m streamable=true \
+         videotestsrc pattern=white num-buffers=240 ! video/x-raw,width=160,height=120,framerate=30/1 ! jpegenc ! m. \
+         audiotestsrc num-buffers=50 samplesperbuffer=960 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! m.",
+    )
+}
+
+/// The primary's audio ends while its video goes on: the demuxer then sends GAP events on the
+/// audio stream, which `audiorate` turned into silence that counted as flowing audio: the
+/// output was digital silence and the status `healthy` for ever (found by a hostile run).
+/// Now it is a `stall` naming the audio, and the backup goes on air.
+#[test]
+fn an_input_whose_audio_ends_while_its_video_goes_on_fails_over() {
+    let _serial = serial();
+    let primary = file_uri(&audio_ends_early());
+    let backup = file_uri(&black_and_silent());
+    let mut rig = Rig::with_audio(
+        vec![In::Uri(primary.clone()), In::Uri(backup.clone())],
+        "failback-delay=-1",
+    );
+    assert!(
+        rig.wait(Duration::from_secs(5), |r| r.status() == "healthy"),
+        "{:?}",
+        rig.statistics()
+    );
+    let n = rig.switches.len();
+    assert!(
+        rig.wait(Duration::from_secs(5), |r| r
+            .switched_to_since(&backup, n)
+            .is_some()),
+        "no failover after the primary's audio ended: {:?}",
+        rig.statistics()
+    );
+    let (at, s) = rig.switched_to_since(&backup, n).unwrap().clone();
+    assert_eq!(reason(&s), "stall", "{s}");
+    // Audio ends at 1 s; stall-timeout is 700 ms.
+    assert!(
+        at < Duration::from_millis(1000 + 700 + 1500),
+        "switch at {at:?}"
+    );
+    let primary_stats = input_stats(&rig, 0);
+    let error = primary_stats.get::<String>("last-error").unwrap();
+    assert!(error.contains("no audio"), "{primary_stats}");
+    rig.finish();
 }

@@ -173,3 +173,124 @@ fn without_audio_a_recording_into_a_muxer_ends_cleanly_on_interrupt() {
     let n = frames.load(std::sync::atomic::Ordering::SeqCst);
     assert!(n >= 30, "{n} frames recorded in about 2 s");
 }
+
+/// A bad URI in `uris` set before the element is in a pipeline (as gst-launch-1.0 does) is
+/// still announced: the WARNING naming it is posted when the element starts (it was lost).
+#[test]
+fn a_bad_uri_set_before_the_element_has_a_bus_is_announced_when_it_starts() {
+    init();
+    let dir = scratch("failover-config-early");
+    let good = format!("file://{}", dir.join("backup.mkv").display());
+    let p = pipeline(&format!(
+        "vigilfailoversrc name=f enable-audio=false uris=\"<foo://cam/stream,{good}>\" ! fakesink"
+    ));
+    let bus = p.bus().unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(3),
+            &[gst::MessageType::Warning],
+        )
+        .expect("a WARNING for the refused URI");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    assert!(
+        w.error().to_string().contains("'foo://cam/stream'"),
+        "{}",
+        w.error()
+    );
+    stop_within(&p, std::time::Duration::from_secs(4));
+}
+
+/// `video-caps` and `audio-caps` that cannot work are refused when the element starts, with
+/// an ERROR naming the property (a zero width failed as a link error between internal
+/// elements, and a framerate range was silently fixated to 1 fps).
+#[test]
+fn bad_output_caps_are_refused_naming_the_property() {
+    init();
+    for (props, names) in [
+        ("video-caps=video/x-raw,width=0", "video-caps"),
+        ("video-caps=video/x-raw,format=FOO", "video-caps"),
+        (
+            "video-caps=\"video/x-raw,framerate=[1/1,30/1]\"",
+            "video-caps must be fixed",
+        ),
+        (
+            "enable-audio=true audio-caps=audio/x-raw,rate=0",
+            "audio-caps",
+        ),
+    ] {
+        let p = pipeline(&format!(
+            "vigilfailoversrc name=f enable-audio=false {props} f.video ! fakesink"
+        ));
+        let log = run(
+            &p,
+            std::time::Duration::from_secs(5),
+            std::time::Duration::ZERO,
+        );
+        stop_within(&p, std::time::Duration::from_secs(4));
+        let text = log.error_text();
+        assert!(!log.errors.is_empty(), "{props}: no ERROR");
+        assert!(text.contains(names), "{props}: {text}");
+    }
+}
+
+/// `add-source` takes source elements only: a filter or a sink is refused with a WARNING
+/// naming it (they were accepted and the input sat in `starting` for ever), as is an element
+/// another bin holds.
+#[test]
+fn add_source_refuses_what_is_not_a_source() {
+    init();
+    let p = pipeline("vigilfailoversrc name=f enable-audio=false ! fakesink");
+    let f = p.by_name("f").unwrap();
+    let bus = p.bus().unwrap();
+    let held = gst::ElementFactory::make("videotestsrc")
+        .name("held")
+        .build()
+        .unwrap();
+    let other = gst::Pipeline::new();
+    other.add(&held).unwrap();
+    for (element, name) in [
+        (
+            gst::ElementFactory::make("identity")
+                .name("filter")
+                .build()
+                .unwrap(),
+            "filter",
+        ),
+        (
+            gst::ElementFactory::make("fakesink")
+                .name("sink")
+                .build()
+                .unwrap(),
+            "sink",
+        ),
+        (held.clone(), "held"),
+    ] {
+        assert!(
+            !f.emit_by_name::<bool>("add-source", &[&element]),
+            "add-source {name} was accepted"
+        );
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(1),
+                &[gst::MessageType::Warning],
+            )
+            .unwrap_or_else(|| panic!("no WARNING for {name}"));
+        let gst::MessageView::Warning(w) = msg.view() else {
+            unreachable!()
+        };
+        assert!(
+            w.error().to_string().contains(&format!("'{name}'")),
+            "{}",
+            w.error()
+        );
+    }
+    let src = gst::ElementFactory::make("videotestsrc").build().unwrap();
+    assert!(
+        f.emit_by_name::<bool>("add-source", &[&src]),
+        "a source is accepted"
+    );
+    stop_within(&p, std::time::Duration::from_secs(4));
+}

@@ -80,7 +80,8 @@ impl InputCtl {
             has_video: d.has_video,
             has_audio: d.has_audio,
             video_age: age(d.last_video),
-            audio_age: age(d.last_audio),
+            // The input's own audio: silence `audiorate` made of GAP events is not flowing.
+            audio_age: age(d.last_audio_in),
             frame_interval: d.frame_interval(),
             running_for: now.saturating_duration_since(since),
             black_for: d.content.black_for(now),
@@ -584,21 +585,25 @@ impl Controller {
 
         if self.on_air.is_none() {
             let since = *self.off_air_since.get_or_insert(now);
+            // Counted from the start (or from the moment the last input went off air),
+            // whether or not the inputs have failed yet: inputs that are still starting after
+            // `exhausted-timeout` are no input on air (a hostile run saw the ERROR wait for
+            // the inputs' start-timeout, or never come in cold standby).
+            let off_air = now.saturating_duration_since(since);
             if let Some(limit) = t.exhausted_timeout
                 && !self.exhausted_error_posted
-                && self.anything_or_all_failed()
-                && now.saturating_duration_since(since) >= limit
+                && off_air >= limit
             {
                 self.exhausted_error_posted = true;
                 if let Some(el) = self.element.upgrade() {
                     gst::element_error!(
                         el,
                         gst::ResourceError::NotFound,
-                        ("No input has delivered data for {} ms (exhausted-timeout)", limit.as_millis()),
-                        ["{} inputs, all failing; the filler was on air", self.inputs.len()],
+                        ("No input has been on air for {} ms (exhausted-timeout is {} ms)", off_air.as_millis(), limit.as_millis()),
+                        ["{} inputs, none delivering; the filler was on air", self.inputs.len()],
                         details: gst::Structure::builder("vigil-failover-exhausted")
                             .field("inputs", self.inputs.len() as u32)
-                            .field("off-air-ms", now.saturating_duration_since(since).as_millis() as u64)
+                            .field("off-air-ms", off_air.as_millis() as u64)
                             .build()
                     );
                 }

@@ -144,6 +144,9 @@ pub struct FailoverSrc {
     frame_period_ns: AtomicU64,
     video_pad: gst::Pad,
     audio_pad: gst::Pad,
+    /// Inputs refused while the element had no bus (set through `uris` before it was in a
+    /// pipeline, as gst-launch-1.0 does): their WARNINGs are posted when it starts.
+    refused: Mutex<Vec<String>>,
 }
 
 /// Completes `caps` with `defaults` for the fields it leaves open and fixates it.
@@ -231,14 +234,52 @@ impl FailoverSrc {
         Ok(())
     }
 
-    /// Adds a URI input if it is usable; otherwise a WARNING says why and nothing is added.
-    fn add_uri(&self, uri: String) -> bool {
-        if let Err(why) = Self::check_uri(&uri) {
+    /// Whether `element` can be an input: a source (no sink pad, some source pad or template)
+    /// that no other bin holds; the reason if not (`identity` and `fakesink` were accepted and
+    /// sat in `starting` for ever, an element of another pipeline failed only at its start).
+    fn check_source(element: &gst::Element) -> Result<(), String> {
+        let name = element.name();
+        if let Some(parent) = element.parent() {
+            return Err(format!(
+                "'{name}' is already in '{}': an input must be an element of its own",
+                parent.name()
+            ));
+        }
+        let templates = element.pad_template_list();
+        let sink = !element.sink_pads().is_empty()
+            || templates
+                .iter()
+                .any(|t| t.direction() == gst::PadDirection::Sink);
+        let src = !element.src_pads().is_empty()
+            || templates
+                .iter()
+                .any(|t| t.direction() == gst::PadDirection::Src);
+        if sink || !src {
+            return Err(format!(
+                "'{name}' is not a source element (an input needs source pads and no sink pad)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The WARNING for a refused input; without a bus yet (`uris` set before the element is
+    /// in a pipeline, as gst-launch-1.0 does) it is posted when the element starts.
+    fn warn_refused(&self, why: String) {
+        if self.obj().parent().is_none() {
+            self.refused.lock().unwrap().push(why);
+        } else {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::NotFound,
                 ("input refused: {}", why)
             );
+        }
+    }
+
+    /// Adds a URI input if it is usable; otherwise a WARNING says why and nothing is added.
+    fn add_uri(&self, uri: String) -> bool {
+        if let Err(why) = Self::check_uri(&uri) {
+            self.warn_refused(why);
             return false;
         }
         self.add_input(uri.clone(), Source::Uri(uri))
@@ -292,11 +333,7 @@ impl FailoverSrc {
                     continue;
                 }
                 if let Err(why) = Self::check_uri(&uri) {
-                    gst::element_imp_warning!(
-                        self,
-                        gst::ResourceError::NotFound,
-                        ("input refused: {}", why)
-                    );
+                    self.warn_refused(why);
                     continue;
                 }
                 if let Some(spec) = old
@@ -399,10 +436,35 @@ impl FailoverSrc {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        for why in std::mem::take(&mut *self.refused.lock().unwrap()) {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::NotFound,
+                ("input refused: {}", why)
+            );
+        }
         let settings = self.settings.lock().unwrap().clone();
         let settings_error = |e: String| gst::error_msg!(gst::CoreError::Negotiation, ["{}", e]);
         let video_caps = complete_caps(&settings.video_caps, DEFAULT_VIDEO_CAPS, "video")
             .map_err(settings_error)?;
+        // Bad caps are refused here, naming `video-caps` (they failed later as a link error
+        // between internal elements), and a range or list is not silently fixated.
+        if !settings.video_caps.is_fixed() {
+            return Err(settings_error(format!(
+                "video-caps must be fixed (one value per field, no range or list): {}",
+                settings.video_caps
+            )));
+        }
+        let info = gst_video::VideoInfo::from_caps(&video_caps).map_err(|_| {
+            settings_error(format!(
+                "video-caps is not a raw video format GStreamer can use: {video_caps}"
+            ))
+        })?;
+        if info.width() == 0 || info.height() == 0 {
+            return Err(settings_error(format!(
+                "video-caps needs a width and a height above 0: {video_caps}"
+            )));
+        }
         let vs = video_caps.structure(0).unwrap();
         let fps = vs
             .get::<gst::Fraction>("framerate")
@@ -426,9 +488,24 @@ impl FailoverSrc {
         let audio = if settings.enable_audio {
             let caps = complete_caps(&settings.audio_caps, DEFAULT_AUDIO_CAPS, "audio")
                 .map_err(settings_error)?;
+            if !settings.audio_caps.is_fixed() {
+                return Err(settings_error(format!(
+                    "audio-caps must be fixed (one value per field, no range or list): {}",
+                    settings.audio_caps
+                )));
+            }
             let s = caps.structure(0).unwrap();
-            let rate = s.get::<i32>("rate").unwrap_or(48000).max(1) as u64;
-            let channels = s.get::<i32>("channels").unwrap_or(2).max(1) as usize;
+            let (Ok(rate), Ok(channels)) = (s.get::<i32>("rate"), s.get::<i32>("channels")) else {
+                return Err(settings_error(format!(
+                    "audio-caps needs a rate and a number of channels: {caps}"
+                )));
+            };
+            if rate <= 0 || channels <= 0 {
+                return Err(settings_error(format!(
+                    "audio-caps needs a positive rate and number of channels: {caps}"
+                )));
+            }
+            let (rate, channels) = (rate as u64, channels as usize);
             let format = s.get::<&str>("format").unwrap_or("S16LE");
             let bytes = audio_sample_bytes(format)
                 .ok_or_else(|| settings_error(format!("unsupported audio format {format}")))?;
@@ -621,6 +698,7 @@ impl ObjectSubclass for FailoverSrc {
             frame_period_ns: AtomicU64::new(33_333_333),
             video_pad: pad("video"),
             audio_pad: pad("audio"),
+            refused: Mutex::new(Vec::new()),
         }
     }
 }
@@ -816,13 +894,14 @@ impl ObjectImpl for FailoverSrc {
                     .action()
                     .class_handler(move |args| {
                         let element = args[1].get::<gst::Element>().ok()?;
+                        let imp = this(args);
+                        let imp = imp.imp();
+                        if let Err(why) = FailoverSrc::check_source(&element) {
+                            imp.warn_refused(why);
+                            return Some(false.to_value());
+                        }
                         let name = element.name().to_string();
-                        Some(
-                            this(args)
-                                .imp()
-                                .add_input(name, Source::Element(element))
-                                .to_value(),
-                        )
+                        Some(imp.add_input(name, Source::Element(element)).to_value())
                     })
                     .build(),
                 glib::subclass::Signal::builder("switch-to")

@@ -65,8 +65,12 @@ pub(super) struct InputData {
     pub last_data: Option<Instant>,
     /// When the newest picture arrived (at the output rate, after `videorate`).
     pub last_video: Option<Instant>,
-    /// When the newest audio arrived.
+    /// When the newest audio arrived (after `audiorate`, which fills gaps with silence).
     pub last_audio: Option<Instant>,
+    /// When the newest audio of the input itself arrived (before `audiorate`): a stream
+    /// that ended while the others go on sends GAP events, which `audiorate` turns into
+    /// silence; that silence is not the input's audio flowing.
+    pub last_audio_in: Option<Instant>,
     /// When the newest picture of the input's own cadence arrived (before `videorate`), and
     /// its recent intervals.
     last_video_in: Option<Instant>,
@@ -162,6 +166,14 @@ impl InputShared {
                 d.intervals.pop_front();
             }
         }
+    }
+
+    /// Audio of the input itself (before `audiorate`).
+    fn audio_in(&self, generation: u64) {
+        if !self.current(generation) {
+            return;
+        }
+        self.data.lock().unwrap().last_audio_in = Some(Instant::now());
     }
 
     fn push_video(&self, generation: u64, buffer: gst::Buffer, stats: Option<PictureStats>) {
@@ -656,6 +668,17 @@ impl Linker {
                 .expect("videorate sink pad")
                 .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
                     shared.video_in(generation);
+                    gst::PadProbeReturn::Ok
+                });
+        } else {
+            // The input's own audio, before `audiorate` fills gaps with silence.
+            let shared = self.shared.clone();
+            let generation = self.generation;
+            elements[3]
+                .static_pad("sink")
+                .expect("audiorate sink pad")
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    shared.audio_in(generation);
                     gst::PadProbeReturn::Ok
                 });
         }
