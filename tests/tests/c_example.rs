@@ -87,8 +87,12 @@ fn records_a_failover_input_prints_status_and_switches_and_finishes_the_file() {
     let out = scratch("c-example-record").join("out.mkv");
     let (code, stdout, stderr) = record(&["--seconds", "5", out.to_str().unwrap(), &a, &b]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // The primary goes on air first, or (both are local files, and the first input that
+    // flows goes on air at once) right after the backup, as the preferred input.
     assert!(
-        stdout.contains(&format!("switch from=- to={a} reason=initial")),
+        stdout.contains(&format!("switch from=- to={a} reason=initial"))
+            || (stdout.contains(&format!("switch from=- to={b} reason=initial"))
+                && stdout.contains(&format!("switch from={b} to={a} reason=preferred"))),
         "{stdout}"
     );
     assert!(
