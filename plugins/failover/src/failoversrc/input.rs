@@ -659,29 +659,21 @@ impl Linker {
         sink.set_property("max-lateness", -1i64);
         sink.set_property("qos", false);
         elements.push(sink.upcast());
-        if video {
-            // The input's own cadence, before `videorate` repeats or drops pictures.
-            let shared = self.shared.clone();
-            let generation = self.generation;
-            elements[3]
-                .static_pad("sink")
-                .expect("videorate sink pad")
-                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        // The input's own data, before `videorate` repeats or drops pictures and before
+        // `audiorate` fills gaps with silence: its cadence, and whether each stream flows.
+        let shared = self.shared.clone();
+        let generation = self.generation;
+        elements[3]
+            .static_pad("sink")
+            .expect("videorate/audiorate sink pad")
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                if video {
                     shared.video_in(generation);
-                    gst::PadProbeReturn::Ok
-                });
-        } else {
-            // The input's own audio, before `audiorate` fills gaps with silence.
-            let shared = self.shared.clone();
-            let generation = self.generation;
-            elements[3]
-                .static_pad("sink")
-                .expect("audiorate sink pad")
-                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                } else {
                     shared.audio_in(generation);
-                    gst::PadProbeReturn::Ok
-                });
-        }
+                }
+                gst::PadProbeReturn::Ok
+            });
         pipeline.add_many(&elements)?;
         gst::Element::link_many(&elements)?;
         for e in elements.iter().rev() {
