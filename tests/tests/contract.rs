@@ -17,6 +17,8 @@
 //! The test prints its seed; `VIGIL_CONTRACT_SEED=<seed>` replays it. `VIGIL_CONTRACT_CASES`
 //! sets the number of sequences per element (CI runs a bounded number), and
 //! `VIGIL_CONTRACT_MINUTES` runs new seeds until the time is up (`scripts/torture.sh`).
+//! `VIGIL_CONTRACT_TRACE=1` prints every sequence that passed (with `--nocapture`), to find
+//! which one a seed ran before a failure.
 //!
 //! A test binary of its own: it counts the threads of the whole process.
 
@@ -1014,6 +1016,12 @@ impl StateMachineTest for Contract {
     }
 
     fn teardown(sut: Sut, _model: Model) {
+        if std::env::var_os("VIGIL_CONTRACT_TRACE").is_some() {
+            eprintln!(
+                "vigil contract: sequence passed:\n  {}",
+                sut.log.join("\n  ")
+            );
+        }
         sut.finish();
     }
 }

@@ -28,7 +28,7 @@ pub use outcome::{
 pub use threads::join_within;
 pub use worker::{
     Codec, CodecError, CodecErrorKind, Emitter, SHUTDOWN_FALLBACK, WorkerConfig, WorkerContext,
-    WorkerError, WorkerHandle, interrupt_on_stop,
+    WorkerError, WorkerHandle, event_answer, interrupt_on_stop,
 };
 
 #[cfg(test)]

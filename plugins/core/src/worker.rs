@@ -176,6 +176,17 @@ pub trait Codec: Send + 'static {
     }
 }
 
+/// The answer to a serialized event an element could not handle or hand on. While the element
+/// is being stopped or flushed (its interrupt flag set), the answer is "handled": GStreamer
+/// deactivates an element's source pad before its sink pad, so an event that arrives in between
+/// cannot be stored on the flushing source pad, and a refusal there makes upstream's push fail
+/// with a flow *error* (not "flushing"), which a source reports as an ERROR ("Internal data
+/// stream error") although the pipeline was only stopping. The event is dropped instead: the
+/// data behind it meets the flushing pads, and a new run sends its sticky events anew.
+pub fn event_answer(handled: bool, interrupt: &AtomicBool) -> bool {
+    handled || interrupt.load(Ordering::SeqCst)
+}
+
 /// Keeps an element's interrupt flag (see [`WorkerConfig::interrupt`]) in step with its state:
 /// set when it leaves PAUSED, so a wait on the worker returns at once and the state change
 /// cannot hang; cleared when it enters PAUSED again. Call it from `change_state` before

@@ -1064,7 +1064,7 @@ impl BaseTransformImpl for VigilDav1dDec {
             EventView::Segment(_) | EventView::SegmentDone(_) => {
                 let holds = self.state.lock().unwrap().holds_input;
                 if holds && !self.drain_held() {
-                    return false;
+                    return vigil_core::event_answer(false, &self.interrupt);
                 }
             }
             _ => {}
@@ -1098,7 +1098,8 @@ impl BaseTransformImpl for VigilDav1dDec {
             }
             _ => {}
         }
-        self.parent_sink_event(event)
+        let handled = self.parent_sink_event(event);
+        vigil_core::event_answer(handled, &self.interrupt)
     }
 
     fn submit_input_buffer(

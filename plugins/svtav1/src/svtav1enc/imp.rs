@@ -1492,7 +1492,7 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                 };
                 // Caps change mid-stream: everything the old encoder holds goes out first.
                 if changed && !self.drain_held(false) {
-                    return false;
+                    return vigil_core::event_answer(false, &self.interrupt);
                 }
             }
             // A new segment without a flush (a non-flushing seek) or the end of a segment (a
@@ -1506,7 +1506,7 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
                     state.worker.is_some() && !state.timestamps.is_empty()
                 };
                 if holds && !self.drain_held(true) {
-                    return false;
+                    return vigil_core::event_answer(false, &self.interrupt);
                 }
             }
             _ => {}
@@ -1545,7 +1545,8 @@ impl BaseTransformImpl for VigilSvtAv1Enc {
             }
             _ => {}
         }
-        self.parent_sink_event(event)
+        let handled = self.parent_sink_event(event);
+        vigil_core::event_answer(handled, &self.interrupt)
     }
 
     fn src_event(&self, event: gst::Event) -> bool {
