@@ -657,7 +657,7 @@ fn wedge_while_streaming_posts_one_error_and_stops() {
         "dec",
         "abandoned",
         "streaming",
-        Duration::from_millis(1000 + 1500),
+        Duration::from_millis(1000 + 3000),
     );
     // Upstream sends EOS after the flow error (so muxers can finalise); it comes after the
     // ERROR, never instead of it.
@@ -675,7 +675,7 @@ fn wedge_at_drain_posts_one_error_before_eos() {
         "dec",
         "abandoned",
         "drain",
-        Duration::from_millis(1000 + 1500),
+        Duration::from_millis(1000 + 3000),
     );
 }
 
@@ -717,8 +717,8 @@ fn clean_run_ends_in_eos_without_error() {
 #[test]
 fn slow_but_progressing_decoder_does_not_trip() {
     init();
-    // Every frame takes 40 % of the timeout; the run takes many timeouts.
-    let r = run_fault("slow=200:streaming", 500);
+    // Every frame takes 25 % of the timeout; the run takes several timeouts.
+    let r = run_fault("slow=200:streaming", 800);
     assert!(r.log.errors.is_empty(), "{}", r.log.error_text());
     assert!(r.log.eos.is_some());
 }
@@ -889,7 +889,7 @@ fn wedge_at_flush_posts_one_error_and_stops() {
     );
     let seek_took = t.elapsed();
     assert!(
-        seek_took < Duration::from_millis(1000 + 1500),
+        seek_took < Duration::from_millis(1000 + 3000),
         "the flushing seek took {seek_took:?}"
     );
     let log = run(&p, Duration::from_secs(10), Duration::from_millis(500));
@@ -910,8 +910,13 @@ fn stopping_a_wedged_decoder_returns_within_the_timeout() {
     p.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    stop_within(&p, Duration::from_secs(2));
-    assert!(t.elapsed() < Duration::from_millis(1000 + 500));
+    stop_within(&p, Duration::from_secs(3));
+    // Bounded by the watchdog (1 s), plus the joins and the rest of the teardown.
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(1000 + 1000),
+        "stop took {took:?}"
+    );
 }
 
 fn md5_of_frames(dir: &Path, frames: &[Frame]) -> String {

@@ -127,6 +127,20 @@ fn without_audio_a_recording_into_a_muxer_ends_cleanly_on_interrupt() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("gst-launch-1.0");
+    // Ctrl-C once the recording runs (the file grows), then about 2 s later: a fixed delay from
+    // the process start would include the registry update and the start-up.
+    let started = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) < 4096 {
+        assert!(
+            std::time::Instant::now() < started,
+            "the recording did not start within 20 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "gst-launch-1.0 ended before Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     std::thread::sleep(std::time::Duration::from_secs(2));
     let _ = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -19,6 +19,10 @@ use vigil_tests::*;
 const WATCHDOG_MS: u64 = 2000;
 const CYCLES: usize = 50;
 const DWELLS_MS: [u64; 3] = [1, 10, 100];
+/// "Promptly": well under the codecs' default `watchdog-timeout` (10 s), which an empty or short
+/// run must not wait for; the slack above the start-up of a 1080p encoder is for a loaded CI
+/// machine.
+const PROMPT: Duration = Duration::from_secs(4);
 
 /// One test at a time: they count the process's threads.
 fn serial() -> MutexGuard<'static, ()> {
@@ -123,7 +127,11 @@ fn live_low_delay_encoder_stopped_at_any_moment_returns_and_leaks_nothing() {
 
 #[test]
 fn decoder_stopped_at_any_moment_returns_and_leaks_nothing() {
-    let input = av1_file();
+    // The input is made by an encode: never while another test counts threads.
+    let input = {
+        let _serial = serial();
+        av1_file()
+    };
     quick_stops(&format!(
         "filesrc location={} ! matroskademux ! av1parse ! vigildav1ddec watchdog-timeout={WATCHDOG_MS} ! fakesink",
         input.display()
@@ -139,19 +147,16 @@ fn sink_stopped_at_any_moment_returns_and_leaks_nothing() {
     ));
 }
 
-/// Runs `desc` to its end and asserts a clean EOS within 2 s and no ERROR.
+/// Runs `desc` to its end and asserts a clean EOS within [`PROMPT`] and no ERROR.
 fn assert_clean_eos(desc: &str) {
     let log = run_to_end(desc, Duration::from_secs(10));
     assert!(log.errors.is_empty(), "{desc}: {}", log.error_text());
     let eos = log.eos.unwrap_or_else(|| panic!("{desc}: no EOS"));
-    assert!(
-        eos < Duration::from_secs(2),
-        "{desc}: EOS after {eos:?}, not promptly"
-    );
+    assert!(eos < PROMPT, "{desc}: EOS after {eos:?}, not promptly");
 }
 
 /// Pushes `buffers` into the appsrc `src` of `desc` (caps as the launch line sets them), then
-/// EOS at once; asserts a clean EOS within 2 s and no ERROR.
+/// EOS at once; asserts a clean EOS within [`PROMPT`] and no ERROR.
 fn assert_clean_eos_from_appsrc(desc: &str, buffers: Vec<gst::Buffer>) {
     let p = pipeline(desc);
     let src = appsrc(&p, "src");
@@ -181,10 +186,7 @@ fn assert_clean_eos_from_appsrc(desc: &str, buffers: Vec<gst::Buffer>) {
     stop_within(&p, Duration::from_secs(2));
     assert!(errors.is_empty(), "{desc}: {errors:#?}");
     let eos = eos.unwrap_or_else(|| panic!("{desc}: no EOS"));
-    assert!(
-        eos < Duration::from_secs(2),
-        "{desc}: EOS after {eos:?}, not promptly"
-    );
+    assert!(eos < PROMPT, "{desc}: EOS after {eos:?}, not promptly");
 }
 
 fn raw_frame(width: usize, height: usize) -> gst::Buffer {
@@ -212,7 +214,7 @@ fn encoder_empty_and_short_runs_end_in_a_clean_eos() {
         "videotestsrc num-buffers=1 ! {caps} ! {enc} ! fakesink"
     ));
     // EOS while the worker is still starting (a large frame and a slow preset: the codec is
-    // still initialising when EOS arrives; 720p keeps its start well inside the 2 s bound on a
+    // still initialising when EOS arrives; 720p keeps its start well inside the bound on a
     // loaded two-core machine, where 1080p preset 4 took 2.4 s once).
     assert_clean_eos_from_appsrc(
         "appsrc name=src format=time caps=video/x-raw,format=I420,width=1280,height=720,framerate=30/1 \

@@ -251,8 +251,8 @@ struct Ran {
     output: String,
 }
 
-/// Runs `command` with `sh` in `dir`; a recipe that runs until stopped gets SIGINT after
-/// `stop_after`.
+/// Runs `command` with `sh` in `dir`; a recipe that runs until stopped gets SIGINT a few
+/// seconds after its pipeline is PLAYING.
 fn run_recipe(dir: &Path, command: &str, stop_by_hand: bool) -> Ran {
     use std::os::unix::process::CommandExt;
     let log = dir.join("recipe.log");
@@ -270,14 +270,25 @@ fn run_recipe(dir: &Path, command: &str, stop_by_hand: bool) -> Ran {
         .spawn()
         .expect("sh");
     let start = Instant::now();
-    let stop_after = Duration::from_secs(6);
+    let stop_after = Duration::from_secs(4);
+    // gst-launch-1.0 -q says nothing: then Ctrl-C comes this long after the start.
+    let playing_limit = Duration::from_secs(20);
+    let mut playing_at: Option<Instant> = None;
     let limit = Duration::from_secs(180);
     let mut interrupted = false;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if stop_by_hand && !interrupted && start.elapsed() > stop_after {
+        // Ctrl-C a few seconds after the pipeline is PLAYING (gst-launch-1.0 says so), not
+        // at a fixed time from the start: the start includes a registry scan of its own.
+        if stop_by_hand && !interrupted && playing_at.is_none() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Setting pipeline to PLAYING") || start.elapsed() > playing_limit {
+                playing_at = Some(Instant::now());
+            }
+        }
+        if stop_by_hand && !interrupted && playing_at.is_some_and(|t| t.elapsed() > stop_after) {
             for (pid, comm) in descendants(child.id()) {
                 if comm.starts_with("gst-launch") {
                     let _ = Command::new("kill")

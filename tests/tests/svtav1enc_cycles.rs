@@ -48,6 +48,11 @@ fn two_hundred_state_cycles_and_four_encoders_at_once() {
     for _ in 0..180 {
         cycle(&p);
     }
+    // Joined threads may take a moment to be gone from /proc.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while thread_count() > threads0 + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (heap1, rss1, threads1) = (heap_in_use(), rss_kib(), thread_count());
     assert!(
         threads1 <= threads0 + 2,

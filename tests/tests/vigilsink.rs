@@ -136,8 +136,13 @@ fn stopping_with_a_wedged_consumer_returns_within_the_timeout() {
     p.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    stop_within(&p, Duration::from_millis(1000 + 1000));
-    assert!(t.elapsed() < Duration::from_millis(1000 + 500));
+    stop_within(&p, Duration::from_secs(3));
+    // Bounded by the watchdog (1 s), plus the joins and the rest of the teardown.
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(1000 + 1000),
+        "stop took {took:?}"
+    );
     let _ = std::fs::File::open(&fifo);
 }
 

@@ -221,8 +221,10 @@ fn defaults_are_lossless_when_not_live_and_never_hold_a_live_pipeline() {
         dir.join("live.raw").display()
     ));
     p.set_state(gst::State::Playing).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let stats = p.by_name("s").unwrap().property::<gst::Structure>("stats");
+    // `auto` resolves at the first buffer.
+    let stats = stats_when(&p.by_name("s").unwrap(), |s| {
+        s.get::<u64>("rendered").unwrap_or(0) > 0
+    });
     stop_within(&p, Duration::from_secs(2));
     let leaky = stats
         .get::<gst::glib::Value>("leaky")
@@ -232,6 +234,18 @@ fn defaults_are_lossless_when_not_live_and_never_hold_a_live_pipeline() {
         leaky, "drop-new",
         "auto resolves to drop-new when upstream is live"
     );
+}
+
+/// Waits (at most 10 s) until the sink's `stats` satisfy `ready`; returns the last ones.
+fn stats_when(sink: &gst::Element, ready: impl Fn(&gst::Structure) -> bool) -> gst::Structure {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = sink.property::<gst::Structure>("stats");
+        if ready(&stats) || std::time::Instant::now() >= end {
+            return stats;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn enum_nick(v: &gst::glib::Value) -> String {
@@ -293,8 +307,9 @@ fn a_stop_without_eos_counts_and_announces_what_it_discards() {
         out.display()
     ));
     p.set_state(gst::State::Playing).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
     let sink = p.by_name("s").unwrap();
+    // Until the queue is full (the consumer takes 30 ms an item).
+    stats_when(&sink, |s| s.get::<u64>("queued").unwrap_or(0) >= 8);
     // To READY first: the bus of a pipeline going to NULL drops what is pending.
     p.set_state(gst::State::Ready).unwrap();
     let stats = sink.property::<gst::Structure>("stats");
@@ -476,15 +491,21 @@ fn a_consumer_abandoned_when_a_run_ends_is_the_next_runs_error() {
     assert!(warned, "the abandonment at the end of the run is a WARNING");
     messages.lock().unwrap().clear();
     p.set_state(gst::State::Playing).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let first_error = messages
-        .lock()
-        .unwrap()
-        .iter()
-        .find_map(|m| match m.view() {
-            gst::MessageView::Error(e) => Some(e.details().map(|d| d.name().to_string())),
-            _ => None,
-        });
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let first_error = loop {
+        let first = messages
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|m| match m.view() {
+                gst::MessageView::Error(e) => Some(e.details().map(|d| d.name().to_string())),
+                _ => None,
+            });
+        if first.is_some() || std::time::Instant::now() >= end {
+            break first;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     stop_within(&p, Duration::from_secs(2));
     assert_eq!(
         first_error,
@@ -509,13 +530,13 @@ fn flushing_seek_into_both(a: &Path, b: &Path) -> u64 {
         fault_property("slow=25:streaming")
     ));
     p.set_state(gst::State::Playing).unwrap();
+    // The seek comes once the consumer is behind (items queued), and at least 400 ms in.
     std::thread::sleep(Duration::from_millis(400));
-    let queued_at_seek = p
-        .by_name("v")
-        .unwrap()
-        .property::<gst::Structure>("stats")
-        .get::<u64>("queued")
-        .unwrap();
+    let queued_at_seek = stats_when(&p.by_name("v").unwrap(), |s| {
+        s.get::<u64>("queued").unwrap_or(0) > 0
+    })
+    .get::<u64>("queued")
+    .unwrap();
     p.seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::from_mseconds(1000))
         .expect("flushing seek");
     let log = run(&p, Duration::from_secs(60), Duration::from_millis(100));

@@ -504,12 +504,28 @@ impl Controller {
     }
 
     /// Chooses the input on air.
+    /// With nothing on air and no input flowing: the first running input whose newest picture
+    /// is only late (`Gap`: a warm backup whose decoder paused for a moment as the input on air
+    /// failed). It goes on air rather than the filler, so the output repeats its last picture
+    /// instead of cutting to black, and the status says `degraded` ("its newest picture is
+    /// late") until its pictures flow again, or it stalls and the filler follows.
+    fn late_stand_in(&self) -> Option<usize> {
+        if self.on_air.is_some() {
+            return None;
+        }
+        self.inputs
+            .iter()
+            .position(|i| matches!(i.phase, Phase::Running { .. }) && i.judgement == Judgement::Gap)
+    }
+
     fn select(&mut self, now: Instant, t: &Timing) {
         let eligible: Vec<usize> = (0..self.inputs.len())
             .filter(|&i| self.inputs[i].eligible())
             .collect();
         let manual_idx = self.index_of(self.manual).filter(|i| eligible.contains(i));
-        let best = manual_idx.or_else(|| eligible.first().copied());
+        let best = manual_idx
+            .or_else(|| eligible.first().copied())
+            .or_else(|| self.late_stand_in());
         let target = match (self.index_of(self.on_air), best) {
             (_, None) => None,
             (Some(a), Some(b)) if a == b => None,
