@@ -658,3 +658,96 @@ fn append_and_o_sync_as_filesink() {
     assert!(sink.static_pad("sink").unwrap().query(&mut q));
     assert!(!q.result().0, "an appended file is not seekable");
 }
+
+/// `filesink`'s buffering properties: a launch line written for `filesink` with
+/// `buffer-mode`, `buffer-size` or `max-transient-error-timeout` runs with `vigilsink` in its
+/// place and writes the same bytes; and the modes mean what they say while the stream runs:
+/// `unbuffered` and `line` put each line on disk as it comes (a slow producer, no EOS yet),
+/// `full` holds bytes up to `buffer-size`.
+#[test]
+fn buffer_modes_as_filesink() {
+    init();
+    let dir = scratch("sink-buffer-modes");
+    let head = "audiotestsrc num-buffers=300 samplesperbuffer=100 ! audio/x-raw,format=S16LE,rate=8000,channels=1";
+    for props in [
+        "buffer-mode=unbuffered",
+        "buffer-mode=full buffer-size=1000",
+        "buffer-mode=line buffer-size=100000",
+        "buffer-mode=default max-transient-error-timeout=200",
+        "buffer-mode=full buffer-size=0",
+    ] {
+        let name = props.replace([' ', '='], "_");
+        let a = dir.join(format!("{name}.filesink"));
+        let b = dir.join(format!("{name}.vigilsink"));
+        // The same line with the properties, for both elements.
+        for (sink, path) in [("filesink", &a), ("vigilsink", &b)] {
+            let log = run_to_end(
+                &format!("{head} ! {sink} {props} location={}", path.display()),
+                Duration::from_secs(60),
+            );
+            assert!(
+                log.errors.is_empty() && log.eos.is_some(),
+                "{sink} {props}: {}",
+                log.error_text()
+            );
+        }
+        assert_eq!(
+            std::fs::read(&a).unwrap(),
+            std::fs::read(&b).unwrap(),
+            "{props}: the same bytes as filesink"
+        );
+        assert_eq!(std::fs::metadata(&b).unwrap().len(), 300 * 200, "{props}");
+    }
+
+    // A slow producer of text lines (not live, so nothing is dropped), no EOS yet.
+    let size_after_lines = |props: &str, lines: usize| -> u64 {
+        let out = dir.join(format!("lines-{}.txt", props.replace([' ', '='], "_")));
+        let p = pipeline(&format!(
+            "appsrc name=src format=bytes ! vigilsink {props} location={}",
+            out.display()
+        ));
+        let src = appsrc(&p, "src");
+        p.set_state(gst::State::Playing).unwrap();
+        for i in 0..lines {
+            src.push_buffer(gst::Buffer::from_slice(format!("line {i}\n").into_bytes()))
+                .unwrap();
+        }
+        // Written within a moment (the worker writes what it holds when its queue is empty).
+        let end = std::time::Instant::now() + Duration::from_secs(3);
+        let mut len = 0;
+        while std::time::Instant::now() < end {
+            len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            if len >= (lines * 7) as u64 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        src.end_of_stream().unwrap();
+        let bus = p.bus().unwrap();
+        let eos = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        assert!(
+            matches!(
+                eos.as_ref().map(|m| m.view()),
+                Some(gst::MessageView::Eos(_))
+            ),
+            "{props}: {eos:?}"
+        );
+        stop_within(&p, Duration::from_secs(2));
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().len(),
+            (lines * 7) as u64,
+            "{props}: everything written at EOS"
+        );
+        len
+    };
+    for props in ["buffer-mode=unbuffered", "buffer-mode=line"] {
+        assert_eq!(
+            size_after_lines(props, 5),
+            5 * 7,
+            "{props}: every line on disk before EOS"
+        );
+    }
+}

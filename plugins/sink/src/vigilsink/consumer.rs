@@ -78,12 +78,41 @@ pub enum Target {
         append: bool,
         /// Open with `O_SYNC` (`o-sync`): each write reaches storage before it returns.
         o_sync: bool,
+        /// How written bytes are held before a `write` (`buffer-mode`, `buffer-size`).
+        buffering: Buffering,
+        /// How long a write failing with a transient error is retried
+        /// (`max-transient-error-timeout`).
+        transient: std::time::Duration,
     },
     /// The application: the Rust callback if set, and the `new-sample` signal.
     App {
         /// The Rust callback.
         callback: Option<Arc<Mutex<Callback>>>,
     },
+}
+
+/// How bytes for a file are held before they are written (`filesink`'s `buffer-mode`): the
+/// worker also writes what it holds whenever its queue is empty, so nothing waits in memory
+/// while the sink is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffering {
+    /// Bytes gathered before a `write`; 0 = every buffer is written as it comes.
+    pub limit: usize,
+    /// A buffer holding a newline is written at once, with what was gathered before it.
+    pub line: bool,
+}
+
+impl Buffering {
+    /// The element's default: small buffers gathered up to 256 KiB.
+    pub const DEFAULT: Buffering = Buffering {
+        limit: GATHER,
+        line: false,
+    };
+
+    /// Whether `data` goes into the gathered bytes (false: write them and it now).
+    fn holds(&self, pending: usize, data: &[u8]) -> bool {
+        pending + data.len() <= self.limit && !(self.line && data.contains(&b'\n'))
+    }
 }
 
 /// What the worker does with a consumer panic.
@@ -153,6 +182,8 @@ enum Sink {
         pending: Vec<u8>,
         /// Where the next byte goes (after `pending`), for seeks.
         position: u64,
+        buffering: Buffering,
+        transient: std::time::Duration,
     },
     App {
         callback: Option<Arc<Mutex<Callback>>>,
@@ -203,14 +234,19 @@ fn write_error(path: &std::path::Path, e: &std::io::Error, unwritten: u64) -> Co
 }
 
 /// Writes all of `data`, counting every byte `write` accepts (a partial write included).
+///
+/// A write that fails with a transient error (`EACCES`, as `filesink`, and `EAGAIN`) is tried
+/// again every 10 ms for up to `transient`; those retries are not progress for the watchdog.
 fn write_counting(
     file: &mut File,
     path: &std::path::Path,
     data: &[u8],
     counters: &Counters,
+    transient: std::time::Duration,
     out: &mut Emitter<'_, ()>,
 ) -> Result<(), CodecError> {
     let mut done = 0;
+    let mut failing_since: Option<std::time::Instant> = None;
     while done < data.len() {
         let end = (done + WRITE_CHUNK).min(data.len());
         match file.write(&data[done..end]) {
@@ -220,12 +256,22 @@ fn write_counting(
             }
             Ok(n) => {
                 done += n;
+                failing_since = None;
                 counters
                     .bytes_written
                     .fetch_add(n as u64, Ordering::Relaxed);
                 out.heartbeat();
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(e.raw_os_error(), Some(13) | Some(11))
+                    && failing_since
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed()
+                        < transient =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             Err(e) => return Err(write_error(path, &e, (data.len() - done) as u64)),
         }
     }
@@ -246,6 +292,8 @@ impl Consumer {
                 fsync,
                 append,
                 o_sync,
+                buffering,
+                transient,
             } => {
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create(true);
@@ -278,6 +326,8 @@ impl Consumer {
                     append,
                     pending: Vec::new(),
                     position,
+                    buffering,
+                    transient,
                 }
             }
             Target::App { callback } => Sink::App { callback },
@@ -301,6 +351,8 @@ impl Consumer {
                 path,
                 pending,
                 position,
+                buffering,
+                transient,
                 ..
             } => {
                 let Some(buffer) = sample.buffer() else {
@@ -311,16 +363,16 @@ impl Consumer {
                 })?;
                 let data = map.as_slice();
                 *position += data.len() as u64;
-                if pending.len() + data.len() <= GATHER {
+                if buffering.holds(pending.len(), data) {
                     pending.extend_from_slice(data);
                     return Ok(());
                 }
                 if !pending.is_empty() {
-                    let r = write_counting(file, path, pending, &self.counters, out);
+                    let r = write_counting(file, path, pending, &self.counters, *transient, out);
                     pending.clear();
                     r?;
                 }
-                write_counting(file, path, data, &self.counters, out)
+                write_counting(file, path, data, &self.counters, *transient, out)
             }
             Sink::App { callback } => {
                 if let Some(cb) = callback {
@@ -496,19 +548,21 @@ impl Consumer {
             path,
             pending,
             position,
+            buffering,
+            transient,
             ..
         } = &mut self.sink
         {
             *position += data.len() as u64;
-            if !pending.is_empty() && pending.len() + data.len() <= GATHER {
+            if !pending.is_empty() && buffering.holds(pending.len(), data) {
                 pending.extend_from_slice(data);
             } else {
                 if !pending.is_empty() {
-                    let r = write_counting(file, path, pending, &self.counters, out);
+                    let r = write_counting(file, path, pending, &self.counters, *transient, out);
                     pending.clear();
                     r?;
                 }
-                write_counting(file, path, data, &self.counters, out)?;
+                write_counting(file, path, data, &self.counters, *transient, out)?;
             }
         }
         self.counters.rendered.fetch_add(buffers, Ordering::Relaxed);
@@ -520,11 +574,12 @@ impl Consumer {
             file,
             path,
             pending,
+            transient,
             ..
         } = &mut self.sink
             && !pending.is_empty()
         {
-            let r = write_counting(file, path, pending, &self.counters, out);
+            let r = write_counting(file, path, pending, &self.counters, *transient, out);
             pending.clear();
             r?;
         }

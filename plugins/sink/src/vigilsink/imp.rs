@@ -14,7 +14,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use vigil_core::{Phase, RunOutcome, WorkerConfig, WorkerError, WorkerHandle};
 
-use super::consumer::{Callback, Consumer, Counters, Item, PanicPolicy, Target};
+use super::consumer::{Buffering, Callback, Consumer, Counters, Item, PanicPolicy, Target};
 
 /// Writes to a FIFO, a socket or a device are not seekable.
 fn is_seekable_target(path: &std::path::Path) -> bool {
@@ -89,12 +89,45 @@ pub enum OnConsumerPanic {
     Drop = 1,
 }
 
+/// How bytes for a file are held before a `write`, as `filesink`'s `buffer-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "VigilSinkBufferMode")]
+pub enum BufferMode {
+    /// Small buffers gathered up to 256 KiB (written whenever the queue is empty).
+    #[enum_value(
+        name = "Default: small buffers gathered up to 256 KiB, written when the queue is empty",
+        nick = "default"
+    )]
+    Default = -1,
+    /// Gathered up to `buffer-size`.
+    #[enum_value(name = "Fully buffered, up to buffer-size", nick = "full")]
+    Full = 0,
+    /// Gathered up to `buffer-size`; a buffer holding a newline is written at once.
+    #[enum_value(
+        name = "Line buffered: a buffer holding a newline is written at once",
+        nick = "line"
+    )]
+    Line = 1,
+    /// Every buffer written as it comes.
+    #[enum_value(
+        name = "Unbuffered: every buffer is written as it comes",
+        nick = "unbuffered"
+    )]
+    Unbuffered = 2,
+}
+
+const DEFAULT_BUFFER_SIZE: u32 = 64 * 1024;
+
 #[derive(Debug, Clone)]
 struct Settings {
     location: Option<PathBuf>,
     fsync: bool,
     append: bool,
     o_sync: bool,
+    buffer_mode: BufferMode,
+    buffer_size: u32,
+    max_transient_error_timeout: i32,
     max_buffers: u32,
     max_bytes: u64,
     max_time: u64,
@@ -106,6 +139,28 @@ struct Settings {
     fault_injection: String,
 }
 
+impl Settings {
+    /// How the file consumer holds bytes before a write.
+    fn buffering(&self) -> Buffering {
+        let size = self.buffer_size as usize;
+        match self.buffer_mode {
+            BufferMode::Default => Buffering::DEFAULT,
+            BufferMode::Full => Buffering {
+                limit: size,
+                line: false,
+            },
+            BufferMode::Line => Buffering {
+                limit: size,
+                line: true,
+            },
+            BufferMode::Unbuffered => Buffering {
+                limit: 0,
+                line: false,
+            },
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -113,6 +168,9 @@ impl Default for Settings {
             fsync: DEFAULT_FSYNC,
             append: false,
             o_sync: false,
+            buffer_mode: BufferMode::Default,
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            max_transient_error_timeout: 0,
             max_buffers: DEFAULT_MAX_BUFFERS,
             max_bytes: DEFAULT_MAX_BYTES,
             max_time: DEFAULT_MAX_TIME,
@@ -399,23 +457,26 @@ impl VigilSink {
             }
         };
         // Not with a time bound: gathered bytes carry no running time.
+        let buffering = state.settings.buffering();
         let gather = matches!(leaky, Leaky::Block | Leaky::Auto)
             && what == WHAT_FILE
             && size < GATHER_BELOW
+            && buffering.limit > 0
             && state.settings.max_time == 0;
         if gather {
+            let limit = buffering.limit.min(GATHER_BYTES);
+            let mut newline = false;
             if let Some(buffer) = sample.buffer()
                 && let Ok(map) = buffer.map_readable()
             {
                 if state.gathered.capacity() == 0 {
-                    state
-                        .gathered
-                        .reserve_exact(GATHER_BYTES + GATHER_BELOW as usize);
+                    state.gathered.reserve_exact(limit + GATHER_BELOW as usize);
                 }
+                newline = buffering.line && map.contains(&b'\n');
                 state.gathered.extend_from_slice(&map);
                 state.gathered_buffers += 1;
             }
-            if state.gathered.len() < GATHER_BYTES {
+            if state.gathered.len() < limit && !newline {
                 return Ok(gst::FlowSuccess::Ok);
             }
             let r = self.queue_gathered(state, &counters);
@@ -814,6 +875,24 @@ impl ObjectImpl for VigilSink {
                     .default_value(false)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("buffer-mode", BufferMode::Default)
+                    .nick("Buffering mode")
+                    .blurb("How bytes for the file are held before a write (as filesink): default gathers small buffers up to 256 KiB, full and line up to buffer-size (line writes a buffer holding a newline at once), unbuffered writes every buffer as it comes; whatever is held is written as soon as the queue is empty")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("buffer-size")
+                    .nick("Buffer size")
+                    .blurb("Bytes held before a write in buffer-mode full or line (as filesink); 0 = unbuffered")
+                    .default_value(DEFAULT_BUFFER_SIZE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("max-transient-error-timeout")
+                    .nick("Max transient error timeout")
+                    .blurb("Milliseconds a write failing with a transient error (EACCES, as filesink, or EAGAIN) is retried before it is an ERROR; 0 = no retry")
+                    .minimum(0)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("max-buffers")
                     .nick("Maximum buffers")
                     .blurb("Buffers queued for the consumer at most")
@@ -912,6 +991,9 @@ impl ObjectImpl for VigilSink {
             "fsync" => s.fsync = value.get().unwrap(),
             "append" => s.append = value.get().unwrap(),
             "o-sync" => s.o_sync = value.get().unwrap(),
+            "buffer-mode" => s.buffer_mode = value.get().unwrap(),
+            "buffer-size" => s.buffer_size = value.get().unwrap(),
+            "max-transient-error-timeout" => s.max_transient_error_timeout = value.get().unwrap(),
             "max-buffers" => s.max_buffers = value.get().unwrap(),
             "max-bytes" => s.max_bytes = value.get().unwrap(),
             "max-time" => s.max_time = value.get().unwrap(),
@@ -941,6 +1023,9 @@ impl ObjectImpl for VigilSink {
             "fsync" => s.fsync.to_value(),
             "append" => s.append.to_value(),
             "o-sync" => s.o_sync.to_value(),
+            "buffer-mode" => s.buffer_mode.to_value(),
+            "buffer-size" => s.buffer_size.to_value(),
+            "max-transient-error-timeout" => s.max_transient_error_timeout.to_value(),
             "max-buffers" => s.max_buffers.to_value(),
             "max-bytes" => s.max_bytes.to_value(),
             "max-time" => s.max_time.to_value(),
@@ -1015,6 +1100,10 @@ impl BaseSinkImpl for VigilSink {
                     fsync: settings.fsync,
                     append: settings.append,
                     o_sync: settings.o_sync,
+                    buffering: settings.buffering(),
+                    transient: Duration::from_millis(
+                        settings.max_transient_error_timeout.max(0) as u64
+                    ),
                 },
                 WHAT_FILE,
             ),
