@@ -884,3 +884,62 @@ fn a_buffer_smaller_than_its_caps_is_an_error_that_says_so() {
         "{text}"
     );
 }
+
+/// A rate property the rate control in use ignores is said, once a run, with the property it
+/// needs (a user coming from `svtav1enc`, where a target bitrate alone means VBR, would
+/// otherwise get a CRF encode without a word); one that is used is not.
+#[test]
+fn a_rate_property_the_rate_control_ignores_is_a_warning() {
+    init();
+    let launch = |props: &str| {
+        run_to_end(
+            &format!(
+                "videotestsrc num-buffers=5 ! video/x-raw,width=160,height=128,framerate={FPS}/1 \
+                 ! vigilsvtav1enc preset=13 {props} ! fakesink"
+            ),
+            Duration::from_secs(30),
+        )
+    };
+    for (props, needle) in [
+        (
+            "target-bitrate=500",
+            "target-bitrate=500 has no effect with rate-control=crf",
+        ),
+        (
+            "rate-control=vbr crf=20",
+            "crf=20 has no effect with rate-control=vbr",
+        ),
+        ("qp=30", "qp=30 has no effect with rate-control=crf"),
+    ] {
+        let log = launch(props);
+        assert!(
+            log.errors.is_empty() && log.eos.is_some(),
+            "{props}: {}",
+            log.error_text()
+        );
+        let said: Vec<&str> = log.warnings.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(
+            said.iter().filter(|t| t.contains(needle)).count(),
+            1,
+            "{props}: one WARNING saying '{needle}': {said:?}"
+        );
+    }
+    for props in [
+        "rate-control=vbr target-bitrate=500",
+        "crf=20",
+        "rate-control=cqp qp=30",
+        "",
+    ] {
+        let log = launch(props);
+        assert!(
+            log.errors.is_empty() && log.eos.is_some(),
+            "{props}: {}",
+            log.error_text()
+        );
+        assert!(
+            log.warnings.is_empty(),
+            "{props}: {:?}",
+            log.warnings.iter().map(|w| &w.text).collect::<Vec<_>>()
+        );
+    }
+}

@@ -149,6 +149,44 @@ impl Settings {
             .unwrap_or(false)
     }
 
+    /// Rate properties the user set that the rate control in use ignores, each with a
+    /// sentence that says so (a `parameters-string` that sets the rate control itself is
+    /// taken as the user's own choice and not second-guessed).
+    fn ineffective(&self, explicit: &std::collections::BTreeSet<String>) -> Vec<String> {
+        let params_rc = split_parameters_string(&self.parameters_string)
+            .map(|p| p.iter().any(|(k, _)| k == "rc" || k == "rate-control"))
+            .unwrap_or(false);
+        if params_rc {
+            return Vec::new();
+        }
+        let rc = self.rate_control;
+        let nick = |r: RateControl| {
+            glib::EnumValue::from_value(&r.to_value())
+                .map(|(_, v)| v.nick().to_owned())
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        let used_by = [
+            (
+                "target-bitrate",
+                self.target_bitrate,
+                matches!(rc, RateControl::Vbr | RateControl::Cbr),
+                "rate-control=vbr or cbr",
+            ),
+            ("crf", self.crf, rc == RateControl::Crf, "rate-control=crf"),
+            ("qp", self.qp, rc == RateControl::Cqp, "rate-control=cqp"),
+        ];
+        for (name, value, used, by) in used_by {
+            if explicit.contains(name) && !used {
+                out.push(format!(
+                    "{name}={value} has no effect with rate-control={}: it is used by {by} (set rate-control as well)",
+                    nick(rc)
+                ));
+            }
+        }
+        out
+    }
+
     /// Refuses what SVT 1.4 cannot do, with a sentence that says why.
     fn validate(&self) -> Result<(), String> {
         if self.rate_control == RateControl::Cbr && self.pred_structure != PredStructure::LowDelay {
@@ -440,6 +478,8 @@ struct State {
     key_requests: Vec<Option<gst::ClockTime>>,
     delay_frames: u64,
     warned_force_key: bool,
+    /// Rate properties that have no effect were announced (once a run).
+    warned_ineffective: bool,
     /// Input caps the encoder could not be started for (the error was posted once).
     failed_caps: Option<gst::Caps>,
     /// The settings of the running encoder (None: no encoder yet, every property applies at
@@ -464,6 +504,7 @@ impl Default for State {
             key_requests: Vec::new(),
             delay_frames: 0,
             warned_force_key: false,
+            warned_ineffective: false,
             failed_caps: None,
             active: None,
             reconfigure: false,
@@ -481,6 +522,9 @@ pub struct VigilSvtAv1Enc {
     /// thread borrowed from an earlier run is shut down when it comes back, never stored
     /// into (or leaked by) a later one.
     generation: std::sync::atomic::AtomicU64,
+    /// The properties the application set (for the warning about rate properties that the
+    /// rate control in use ignores).
+    explicit: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl VigilSvtAv1Enc {
@@ -490,6 +534,21 @@ impl VigilSvtAv1Enc {
 
     fn post_error(&self, e: WorkerError) -> gst::FlowError {
         e.report(&self.element(), WHAT)
+    }
+
+    /// Says once a run which rate properties the application set that the rate control in
+    /// use ignores (a user used to `svtav1enc`, where a target bitrate alone means VBR, would
+    /// otherwise get a CRF encode without a word).
+    fn warn_ineffective(&self, settings: &Settings) {
+        let texts = settings.ineffective(&self.explicit.lock().unwrap());
+        if texts.is_empty()
+            || std::mem::replace(&mut self.state.lock().unwrap().warned_ineffective, true)
+        {
+            return;
+        }
+        let text = texts.join("; ");
+        gst::warning!(CAT, imp = self, "{text}");
+        gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", text));
     }
 
     /// Starts an encoder for `incaps` and builds the output caps from its sequence header.
@@ -549,6 +608,7 @@ impl VigilSvtAv1Enc {
         settings
             .validate()
             .map_err(|m| gst::error_msg!(gst::LibraryError::Settings, ("{}", m)))?;
+        self.warn_ineffective(&settings);
         // Colorimetry of the caps goes into the sequence header (the parameters-string, applied
         // after it, may override it).
         let colorimetry = info.colorimetry();
@@ -997,6 +1057,10 @@ impl ObjectImpl for VigilSvtAv1Enc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        self.explicit
+            .lock()
+            .unwrap()
+            .insert(pspec.name().to_string());
         let running = {
             let state = self.state.lock().unwrap();
             state
@@ -1049,9 +1113,18 @@ impl ObjectImpl for VigilSvtAv1Enc {
                     pspec.name()
                 );
                 self.state.lock().unwrap().reconfigure = true;
-            } else if let Some(active) = self.state.lock().unwrap().active.as_mut() {
-                // No effect on the configured stream (a bitrate in CRF mode): kept for later.
-                apply_setting(active, pspec.name(), value);
+            } else {
+                // No effect on the configured stream (a bitrate in CRF mode): kept for later,
+                // and said.
+                let mut state = self.state.lock().unwrap();
+                let ineffective = state.active.as_mut().map(|active| {
+                    apply_setting(active, pspec.name(), value);
+                    active.ineffective(&std::iter::once(pspec.name().to_string()).collect())
+                });
+                drop(state);
+                if let Some(text) = ineffective.filter(|t| !t.is_empty()).map(|t| t.join("; ")) {
+                    gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", text));
+                }
             }
             return;
         }
