@@ -639,15 +639,7 @@ fn failback_after_failback_delay_not_before() {
     let s = &rig.switched_to(&http.uri).unwrap().1;
     assert_eq!(reason(s), "failback");
     // When the switch happened, by the element's own clock (the switch history).
-    let stats = rig.statistics();
-    let history = stats.get::<gst::Array>("switch-history").unwrap();
-    let switched_at = history
-        .iter()
-        .map(|v| v.get::<gst::Structure>().unwrap())
-        .filter(|h| h.get::<String>("reason").unwrap() == "failback")
-        .map(|h| h.get::<u64>("wallclock-ms").unwrap())
-        .next()
-        .expect("the failback in the switch history");
+    let switched_at = switch_wallclock_ms(&rig, "failback");
     // Not before failback-delay (1500 ms; one 20 ms controller tick of resolution), and not
     // much after it.
     assert!(
@@ -1346,6 +1338,21 @@ fn one_fps() -> PathBuf {
     )
 }
 
+/// When the first switch for `reason` happened, by the element's own clock (wall-clock ms in
+/// its switch history): free of this thread's polling delay.
+fn switch_wallclock_ms(rig: &Rig, reason: &str) -> u64 {
+    let stats = rig.statistics();
+    stats
+        .get::<gst::Array>("switch-history")
+        .unwrap()
+        .iter()
+        .map(|v| v.get::<gst::Structure>().unwrap())
+        .filter(|h| h.get::<String>("reason").unwrap() == reason)
+        .map(|h| h.get::<u64>("wallclock-ms").unwrap())
+        .next()
+        .unwrap_or_else(|| panic!("no {reason} switch in the switch history: {stats}"))
+}
+
 /// The primary's `statistics` entry.
 fn input_stats(rig: &Rig, index: usize) -> gst::Structure {
     let stats = rig.statistics();
@@ -1437,16 +1444,7 @@ fn live_input_whose_video_dies_while_audio_flows_fails_over_with_reason_stall() 
     assert_eq!(reason(&s), "stall", "{s}");
     // From the last frame that went through to the switch, by the element's clock (the switch
     // history), so that neither this thread's polling nor a late last frame counts.
-    let stats = rig.statistics();
-    let switched_ms = stats
-        .get::<gst::Array>("switch-history")
-        .unwrap()
-        .iter()
-        .map(|v| v.get::<gst::Structure>().unwrap())
-        .filter(|h| h.get::<String>("reason").unwrap() == "stall")
-        .map(|h| h.get::<u64>("wallclock-ms").unwrap())
-        .next()
-        .expect("the stall in the switch history");
+    let switched_ms = switch_wallclock_ms(&rig, "stall");
     let took =
         Duration::from_millis(switched_ms.saturating_sub(last_frame_ms.load(Ordering::SeqCst)));
     eprintln!(
