@@ -1785,3 +1785,70 @@ fn an_input_whose_audio_ends_while_its_video_goes_on_fails_over() {
     assert!(error.contains("no audio"), "{primary_stats}");
     rig.finish();
 }
+
+/// A downstream that takes longer than a frame period to take a buffer (here 50 ms a frame at
+/// 30 fps): the output, a live source, must not fall further and further behind the clock with
+/// every frame (each one late, dropped by a synchronising sink, or recorded ever later); it
+/// skips ahead, counts what it skipped, and says so with a WARNING.
+#[test]
+fn a_slow_downstream_never_leaves_the_output_behind_the_clock_silently() {
+    let _serial = serial();
+    init();
+    let white = media("white", 20);
+    let p = pipeline(
+        "vigilfailoversrc name=f enable-audio=false \
+         video-caps=video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+         ! identity sleep-time=50000 ! fakesink name=out sync=true",
+    );
+    let f = p.by_name("f").unwrap();
+    f.set_property("uris", gst::Array::new([file_uri(&white).to_send_value()]));
+    // How far behind the clock each frame reaches the sink (running time now minus its PTS).
+    let lags: Arc<Mutex<Vec<(Instant, i64)>>> = Arc::default();
+    let l = lags.clone();
+    let pc = p.clone();
+    p.by_name("out")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let (Some(gst::PadProbeData::Buffer(b)), Some(clock), Some(base)) =
+                (&info.data, pc.clock(), pc.base_time())
+                && let Some(pts) = b.pts()
+            {
+                let now = clock.time().saturating_sub(base);
+                l.lock().unwrap().push((
+                    Instant::now(),
+                    now.nseconds() as i64 - pts.nseconds() as i64,
+                ));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let log = run(&p, Duration::from_secs(5), Duration::ZERO);
+    let stats = f.property::<gst::Structure>("statistics");
+    stop_within(&p, Duration::from_secs(5));
+    assert!(log.errors.is_empty(), "{}", log.error_text());
+    let lags = lags.lock().unwrap().clone();
+    assert!(lags.len() > 30, "{} frames reached the sink", lags.len());
+    // Over the last two seconds (about 4 s in: 120 frames at 50 ms would be 2 s behind).
+    let end = lags.last().unwrap().0;
+    let worst = lags
+        .iter()
+        .filter(|(t, _)| end.duration_since(*t) < Duration::from_secs(2))
+        .map(|(_, lag)| *lag)
+        .max()
+        .unwrap();
+    assert!(
+        worst < 700_000_000,
+        "the output is {} ms behind the clock at the sink",
+        worst / 1_000_000
+    );
+    let skipped = stats.get::<u64>("late-skipped-frames").unwrap();
+    assert!(skipped > 0, "statistics count the skipped frames: {stats}");
+    assert!(
+        log.warnings
+            .iter()
+            .any(|w| w.text.contains("fell behind the clock")),
+        "a WARNING says the output fell behind: {:?}",
+        log.warnings.iter().map(|w| &w.text).collect::<Vec<_>>()
+    );
+}

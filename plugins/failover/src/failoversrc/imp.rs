@@ -407,6 +407,11 @@ impl FailoverSrc {
             .field("filler-frames", count(|o| &o.filler_frames))
             .field("repeated-frames", count(|o| &o.repeated_frames))
             .field("audio-buffers", count(|o| &o.audio_buffers))
+            .field("late-skipped-frames", count(|o| &o.late_skipped_frames))
+            .field(
+                "late-skipped-audio-ms",
+                count(|o| &o.late_skipped_audio_ns) / 1_000_000,
+            )
             .field("inputs", inputs)
             .field("switch-history", history)
             .build()
@@ -844,7 +849,7 @@ impl ObjectImpl for FailoverSrc {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("statistics")
                     .nick("Statistics")
-                    .blurb("status, active-input, switches, frames, filler-frames, repeated-frames, audio-buffers, inputs (name, priority, state, on-air, retries, failures, last-error, last-data-ms-ago, buffers), switch-history (last 20: from, to, reason, wallclock-ms)")
+                    .blurb("status, active-input, switches, frames, filler-frames, repeated-frames, audio-buffers, late-skipped-frames, late-skipped-audio-ms, inputs (name, priority, state, on-air, retries, failures, last-error, last-data-ms-ago, buffers), switch-history (last 20: from, to, reason, wallclock-ms)")
                     .read_only()
                     .build(),
             ];

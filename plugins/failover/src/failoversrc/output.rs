@@ -28,6 +28,12 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 pub(super) const AUDIO_TICK: gst::ClockTime = gst::ClockTime::from_mseconds(20);
 /// Audio an input must have queued before it is played after a switch or an underrun.
 const AUDIO_PRIME_TICKS: usize = 2;
+/// How far behind the clock an output may fall (a slow downstream, or the thread held up
+/// for a moment) before it skips ahead to the clock: this many periods, and at least
+/// [`LATE_MIN`]; a shorter delay is caught up by pushing the late buffers at once.
+const LATE_PERIODS: u64 = 5;
+/// See [`LATE_PERIODS`].
+const LATE_MIN: gst::ClockTime = gst::ClockTime::from_mseconds(250);
 /// Audio kept queued at most for the output, beyond which the oldest is dropped.
 const AUDIO_MAX_TICKS: usize = 6;
 
@@ -54,6 +60,13 @@ pub(super) struct Output {
     pub repeated_frames: AtomicU64,
     /// Audio buffers pushed.
     pub audio_buffers: AtomicU64,
+    /// Video frame periods skipped because downstream took longer than a period (the output
+    /// jumps to the clock rather than fall behind it for ever).
+    pub late_skipped_frames: AtomicU64,
+    /// The same for audio, in nanoseconds of audio not produced.
+    pub late_skipped_audio_ns: AtomicU64,
+    /// When a WARNING about a slow downstream was last posted.
+    late_warned_at: Mutex<Option<std::time::Instant>>,
     /// Set by an EOS sent to the element: each output pushes EOS once and then nothing.
     eos: std::sync::atomic::AtomicBool,
     /// Switches the output has applied (a DISCONT flag marks the first buffer after each).
@@ -256,26 +269,42 @@ impl OutputThread {
                 let now = clock.time().saturating_sub(base);
                 next_pts.map_or(now, |n| n.max(now))
             });
-            let (pts, next) = if video {
-                let at = |n: u64| {
-                    start
-                        + gst::ClockTime::SECOND
-                            .mul_div_floor(n * self.format.rate.1, self.format.rate.0)
-                            .unwrap_or_default()
-                };
-                (at(count), at(count + 1))
-            } else {
-                let at = |n: u64| {
-                    start
-                        + gst::ClockTime::SECOND
-                            .mul_div_floor(n, self.format.rate.0)
-                            .unwrap_or_default()
-                };
-                (at(count), at(count + self.samples_per_tick()))
-            };
+            let (mut pts, mut next) = self.times(start, count);
             if !self.output.wait_until(&clock, base + pts) {
                 origin = None;
                 continue;
+            }
+            // A downstream slower than the period (a push that takes longer than a frame): the
+            // output would fall further behind the clock with every buffer, each one late (a
+            // synchronising sink drops them, a muxer records a stream that lags ever more).
+            // It is a live source: it jumps to the period the clock is in, counts what it
+            // skipped and says so.
+            let mut skipped_now = false;
+            let now = clock.time().saturating_sub(base);
+            let period = next - pts;
+            if now >= pts + (period * LATE_PERIODS).max(LATE_MIN) {
+                let elapsed = now - start;
+                let now_count = if video {
+                    elapsed
+                        .nseconds()
+                        .mul_div_floor(
+                            self.format.rate.0,
+                            gst::ClockTime::SECOND.nseconds() * self.format.rate.1,
+                        )
+                        .unwrap_or(count)
+                } else {
+                    elapsed
+                        .nseconds()
+                        .mul_div_floor(self.format.rate.0, gst::ClockTime::SECOND.nseconds())
+                        .unwrap_or(count)
+                };
+                if now_count > count {
+                    let skipped = now_count - count;
+                    count = now_count;
+                    (pts, next) = self.times(start, count);
+                    skipped_now = true;
+                    self.late_skip(video, skipped, now.saturating_sub(pts));
+                }
             }
             if !sticky_sent {
                 self.send_sticky();
@@ -289,7 +318,7 @@ impl OutputThread {
                 continue;
             }
             let switches = self.output.switches.load(Ordering::SeqCst);
-            let discont = switches != seen_switches;
+            let discont = switches != seen_switches || skipped_now;
             seen_switches = switches;
             let duration = next - pts;
             let item = if video {
@@ -337,6 +366,79 @@ impl OutputThread {
             }
         }
         gst::debug!(CAT, "{} output thread ends", self.pad.name());
+    }
+
+    /// The timestamps of period `count` from `start`: (pts, next pts).
+    fn times(&self, start: gst::ClockTime, count: u64) -> (gst::ClockTime, gst::ClockTime) {
+        if self.format.bpf == 0 {
+            let at = |n: u64| {
+                start
+                    + gst::ClockTime::SECOND
+                        .mul_div_floor(n * self.format.rate.1, self.format.rate.0)
+                        .unwrap_or_default()
+            };
+            (at(count), at(count + 1))
+        } else {
+            let at = |n: u64| {
+                start
+                    + gst::ClockTime::SECOND
+                        .mul_div_floor(n, self.format.rate.0)
+                        .unwrap_or_default()
+            };
+            (at(count), at(count + self.samples_per_tick()))
+        }
+    }
+
+    /// Counts periods skipped for a slow downstream and says so (a WARNING at most every
+    /// 10 s, naming the pad, how far behind the output was and what was skipped so far).
+    fn late_skip(&self, video: bool, skipped: u64, behind: gst::ClockTime) {
+        let total = if video {
+            self.output
+                .late_skipped_frames
+                .fetch_add(skipped, Ordering::Relaxed)
+                + skipped
+        } else {
+            let ns = gst::ClockTime::SECOND
+                .nseconds()
+                .mul_div_floor(skipped, self.format.rate.0)
+                .unwrap_or(0);
+            self.output
+                .late_skipped_audio_ns
+                .fetch_add(ns, Ordering::Relaxed)
+                + ns
+        };
+        gst::debug!(
+            CAT,
+            "{} output: {skipped} period(s) skipped, {behind} behind",
+            self.pad.name()
+        );
+        let now = std::time::Instant::now();
+        {
+            let mut last = self.output.late_warned_at.lock().unwrap();
+            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let so_far = if video {
+            format!("{total} frame(s) skipped so far (statistics late-skipped-frames)")
+        } else {
+            format!(
+                "{} ms of audio skipped so far (statistics late-skipped-audio-ms)",
+                total / 1_000_000
+            )
+        };
+        if let Some(el) = self.element.upgrade() {
+            gst::element_warning!(
+                el,
+                gst::CoreError::Clock,
+                (
+                    "the {} output fell behind the clock: downstream takes longer than a period to take a buffer; it skipped ahead to stay live, {}",
+                    self.pad.name(),
+                    so_far
+                )
+            );
+        }
     }
 
     fn stamp(
