@@ -308,3 +308,171 @@ fn add_source_refuses_what_is_not_a_source() {
     );
     stop_within(&p, std::time::Duration::from_secs(4));
 }
+
+/// NULL given to an action signal (as C or Python can) is refused like any bad argument:
+/// FALSE and a WARNING, never an abort of the process.
+#[test]
+fn action_signals_given_null_return_false() {
+    init();
+    let p = pipeline("vigilfailoversrc name=f enable-audio=false ! fakesink");
+    let f = p.by_name("f").unwrap();
+    let bus = p.bus().unwrap();
+    for signal in ["add-uri", "remove-uri", "switch-to"] {
+        assert!(
+            !f.emit_by_name::<bool>(signal, &[&None::<String>]),
+            "{signal}(NULL) accepted"
+        );
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(1),
+                &[gst::MessageType::Warning],
+            )
+            .unwrap_or_else(|| panic!("no WARNING for {signal}(NULL)"));
+        let gst::MessageView::Warning(w) = msg.view() else {
+            unreachable!()
+        };
+        assert!(w.error().to_string().contains(signal), "{}", w.error());
+    }
+    assert!(!f.emit_by_name::<bool>("add-source", &[&None::<gst::Element>]));
+}
+
+/// What the output is built from (`video-caps`, `audio-caps`, `enable-audio`, `fill-gaps`)
+/// applies at the start: a change while running is refused with a WARNING and the getter
+/// keeps the value in use; and `enable-audio=false` is refused while the audio pad is linked
+/// (removing a linked pad left the pipeline waiting for ever to reach PLAYING).
+#[test]
+fn start_only_properties_and_a_linked_audio_pad_are_not_changed_under_the_output() {
+    init();
+    let dir = scratch("failover-config-running");
+    let media = dir.join("in.mkv");
+    let log = run_to_end(
+        &format!(
+            "videotestsrc num-buffers=150 ! video/x-raw,width=160,height=120,framerate=30/1 ! jpegenc \
+             ! matroskamux ! filesink location={}",
+            media.display()
+        ),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(log.eos.is_some(), "{}", log.error_text());
+    let p = pipeline(
+        "vigilfailoversrc name=f video-caps=video/x-raw,width=160,height=120,framerate=30/1 \
+         f.video ! fakesink f.audio ! fakesink",
+    );
+    let f = p.by_name("f").unwrap();
+    f.set_property(
+        "uris",
+        gst::Array::new([format!("file://{}", media.display()).to_send_value()]),
+    );
+    // Linked: refused, in any state.
+    f.set_property("enable-audio", false);
+    assert!(f.property::<bool>("enable-audio"));
+    assert!(
+        f.static_pad("audio").is_some(),
+        "the linked audio pad stays"
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let (r, _, _) = p.state(gst::ClockTime::from_seconds(10));
+    assert!(r.is_ok(), "PLAYING: {r:?}");
+    let before: gst::Caps = f.property("video-caps");
+    f.set_property(
+        "video-caps",
+        "video/x-raw,width=320,height=240,framerate=30/1"
+            .parse::<gst::Caps>()
+            .unwrap(),
+    );
+    f.set_property("fill-gaps", false);
+    assert_eq!(f.property::<gst::Caps>("video-caps"), before);
+    assert!(f.property::<bool>("fill-gaps"));
+    let bus = p.bus().unwrap();
+    let mut warned = Vec::new();
+    while let Some(m) = bus.pop_filtered(&[gst::MessageType::Warning]) {
+        if let gst::MessageView::Warning(w) = m.view() {
+            warned.push(w.error().to_string());
+        }
+    }
+    for needle in [
+        "enable-audio=false refused",
+        "'video-caps' cannot change",
+        "'fill-gaps' cannot change",
+    ] {
+        assert!(
+            warned.iter().any(|w| w.contains(needle)),
+            "a WARNING says '{needle}': {warned:?}"
+        );
+    }
+    stop_within(&p, std::time::Duration::from_secs(5));
+}
+
+/// Output caps no input can be converted to are refused at the start, naming `video-caps`
+/// (they failed every input at run time, each blamed for ever).
+#[test]
+fn video_caps_with_a_zero_aspect_ratio_or_interlaced_are_refused() {
+    init();
+    for caps in [
+        "video/x-raw,width=160,height=120,framerate=15/1,pixel-aspect-ratio=0/1",
+        "video/x-raw,width=160,height=120,framerate=15/1,interlace-mode=interleaved",
+    ] {
+        let p = pipeline(&format!(
+            "vigilfailoversrc name=f enable-audio=false video-caps=\"{caps}\" ! fakesink"
+        ));
+        let log = run(
+            &p,
+            std::time::Duration::from_secs(10),
+            std::time::Duration::ZERO,
+        );
+        stop_within(&p, std::time::Duration::from_secs(5));
+        assert!(
+            log.errors
+                .iter()
+                .any(|e| e.debug.contains("video-caps") || e.text.contains("video-caps")),
+            "{caps}: an ERROR names video-caps: {}",
+            log.error_text()
+        );
+    }
+}
+
+/// An application that stops the pipeline from the element's own notification (here
+/// `notify::status`, emitted on the controller thread) gets its state change at once: the
+/// element does not wait for the thread it is called from.
+#[test]
+fn stopping_from_a_status_notification_returns_at_once() {
+    init();
+    let p = pipeline("vigilfailoversrc name=f enable-audio=false ! fakesink");
+    let f = p.by_name("f").unwrap();
+    let took: std::sync::Arc<std::sync::Mutex<Option<std::time::Duration>>> = Default::default();
+    let t = took.clone();
+    let pw = p.downgrade();
+    let test_thread = std::thread::current().id();
+    f.connect_notify(Some("status"), move |f, _| {
+        let status = f.property_value("status");
+        let nick = gst::glib::EnumValue::from_value(&status)
+            .map(|(_, v)| v.nick().to_string())
+            .unwrap_or_default();
+        // "starting" comes from the application's own set_state; the others from the
+        // controller thread, which is the case under test.
+        if nick == "stopped" || nick == "starting" || t.lock().unwrap().is_some() {
+            return;
+        }
+        assert_ne!(
+            std::thread::current().id(),
+            test_thread,
+            "a notification from the element's thread"
+        );
+        if let Some(p) = pw.upgrade() {
+            let start = std::time::Instant::now();
+            let _ = p.set_state(gst::State::Null);
+            *t.lock().unwrap() = Some(start.elapsed());
+        }
+    });
+    p.set_state(gst::State::Playing).unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while took.lock().unwrap().is_none() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let took = took.lock().unwrap().expect("a status notification came");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "set_state(NULL) from the notification took {took:?}"
+    );
+    stop_within(&p, std::time::Duration::from_secs(5));
+}

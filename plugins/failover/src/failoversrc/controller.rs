@@ -352,6 +352,9 @@ impl Controller {
         }
         input.generation = generation;
         input.phase = Phase::Running { since: now };
+        // Judged anew from this run's data: a judgement left from an earlier run (flowing,
+        // say) must not put an input that has delivered nothing yet on air.
+        input.judgement = Judgement::Starting;
         input.healthy_since = None;
         input.shared().begin(generation);
         input.actor.start(generation);
@@ -363,6 +366,7 @@ impl Controller {
         let input = &mut self.inputs[idx];
         input.generation = generation;
         input.phase = Phase::Idle;
+        input.judgement = Judgement::Starting;
         input.healthy_since = None;
         input.shared().begin(generation);
         input.actor.stop();
@@ -481,7 +485,12 @@ impl Controller {
                             || self.manual == Some(self.inputs[idx].spec.id)
                     }
                     None => match first_good {
-                        Some(g) => idx <= g,
+                        // An input already starting keeps going (a retry of a higher one that
+                        // comes due must not cut a backup's start: nothing is on air, and
+                        // whichever flows first goes on air).
+                        Some(g) => {
+                            idx <= g || matches!(self.inputs[idx].phase, Phase::Running { .. })
+                        }
                         // Every input that runs is impaired: they all stay running and
                         // watched (stopping one would make it look good again, restart it
                         // at the next tick, and churn).

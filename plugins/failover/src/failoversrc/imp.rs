@@ -181,8 +181,10 @@ impl FailoverSrc {
     pub(super) fn timing(&self) -> Timing {
         let s = self.settings.lock().unwrap();
         let ms = |v: u32| Duration::from_millis(v as u64);
-        let stall = ms(s.stall_timeout.max(1));
         let frame = Duration::from_nanos(self.frame_period_ns.load(Ordering::Relaxed));
+        // Never shorter than three output frames: a stall-timeout below the frame interval
+        // would fail every healthy input between two of its frames.
+        let stall = ms(s.stall_timeout.max(1)).max(frame * 3);
         Timing {
             backoff_min: ms(s.retry_backoff_min),
             backoff_max: ms(s.retry_backoff_max.max(s.retry_backoff_min)),
@@ -470,6 +472,20 @@ impl FailoverSrc {
                 "video-caps needs a width and a height above 0: {video_caps}"
             )));
         }
+        // Caps the output could not be converted to would fail every input at run time (each
+        // one blamed, for ever) instead of failing here, naming the property.
+        let par = info.par();
+        if par.numer() <= 0 || par.denom() <= 0 {
+            return Err(settings_error(format!(
+                "video-caps needs a positive pixel-aspect-ratio, not {par}: {video_caps}"
+            )));
+        }
+        if info.interlace_mode() != gst_video::VideoInterlaceMode::Progressive {
+            return Err(settings_error(format!(
+                "video-caps must be progressive (the inputs are deinterlaced to it), not interlace-mode={}: {video_caps}",
+                info.interlace_mode()
+            )));
+        }
         let vs = video_caps.structure(0).unwrap();
         let fps = vs
             .get::<gst::Fraction>("framerate")
@@ -613,9 +629,18 @@ impl FailoverSrc {
             return;
         };
         state.output.stop();
-        // Output threads end at their next clock wait or push; both are released by the stop.
+        // A stop called from one of the element's own threads (an application that sets the
+        // pipeline to NULL from `notify::status`, a `vigil-failover-switched` sync handler, or
+        // a pad probe on the output) cannot wait for that thread: it is told to stop and ends
+        // when the callback returns.
+        let me = std::thread::current().id();
         let end = Instant::now() + CONTROLLER_JOIN_LIMIT;
         for t in state.output_threads {
+            if t.thread().id() == me {
+                continue;
+            }
+            // Output threads end at their next clock wait or push; both are released by the
+            // stop.
             if !super::join_within(t, end.saturating_duration_since(Instant::now())) {
                 gst::element_imp_warning!(
                     self,
@@ -625,7 +650,9 @@ impl FailoverSrc {
             }
         }
         let _ = state.events.send(Event::Shutdown);
-        if !super::join_within(state.controller, CONTROLLER_JOIN_LIMIT) {
+        if state.controller.thread().id() != me
+            && !super::join_within(state.controller, CONTROLLER_JOIN_LIMIT)
+        {
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::StateChange,
@@ -707,6 +734,9 @@ impl ObjectSubclass for FailoverSrc {
         }
     }
 }
+
+/// Properties read only when the element starts (see `set_property`).
+const START_ONLY: &[&str] = &["video-caps", "audio-caps", "enable-audio", "fill-gaps"];
 
 impl ObjectImpl for FailoverSrc {
     fn properties() -> &'static [glib::ParamSpec] {
@@ -874,13 +904,30 @@ impl ObjectImpl for FailoverSrc {
                     .get::<super::FailoverSrc>()
                     .expect("signal emitted on the element")
             };
+            // The string argument, or a refusal (FALSE and a WARNING) for NULL: a class
+            // handler of a signal with a return value must return one, whatever it is given.
+            let text_arg =
+                move |args: &[glib::Value], signal: &str| -> Result<String, glib::Value> {
+                    match args[1].get::<Option<String>>() {
+                        Ok(Some(s)) => Ok(s),
+                        _ => {
+                            this(args)
+                                .imp()
+                                .warn_refused(format!("{signal} was given NULL, not a string"));
+                            Err(false.to_value())
+                        }
+                    }
+                };
             vec![
                 glib::subclass::Signal::builder("add-uri")
                     .param_types([String::static_type()])
                     .return_type::<bool>()
                     .action()
                     .class_handler(move |args| {
-                        let uri = args[1].get::<String>().ok()?;
+                        let uri = match text_arg(args, "add-uri") {
+                            Ok(u) => u,
+                            Err(refused) => return Some(refused),
+                        };
                         Some(this(args).imp().add_uri(uri).to_value())
                     })
                     .build(),
@@ -889,7 +936,10 @@ impl ObjectImpl for FailoverSrc {
                     .return_type::<bool>()
                     .action()
                     .class_handler(move |args| {
-                        let uri = args[1].get::<String>().ok()?;
+                        let uri = match text_arg(args, "remove-uri") {
+                            Ok(u) => u,
+                            Err(refused) => return Some(refused),
+                        };
                         Some(this(args).imp().remove_input(&uri).to_value())
                     })
                     .build(),
@@ -898,9 +948,12 @@ impl ObjectImpl for FailoverSrc {
                     .return_type::<bool>()
                     .action()
                     .class_handler(move |args| {
-                        let element = args[1].get::<gst::Element>().ok()?;
-                        let imp = this(args);
-                        let imp = imp.imp();
+                        let obj = this(args);
+                        let imp = obj.imp();
+                        let Ok(Some(element)) = args[1].get::<Option<gst::Element>>() else {
+                            imp.warn_refused("add-source was given NULL, not an element".into());
+                            return Some(false.to_value());
+                        };
                         if let Err(why) = FailoverSrc::check_source(&element) {
                             imp.warn_refused(why);
                             return Some(false.to_value());
@@ -914,7 +967,10 @@ impl ObjectImpl for FailoverSrc {
                     .return_type::<bool>()
                     .action()
                     .class_handler(move |args| {
-                        let name = args[1].get::<String>().ok()?;
+                        let name = match text_arg(args, "switch-to") {
+                            Ok(n) => n,
+                            Err(refused) => return Some(refused),
+                        };
                         Some(this(args).imp().switch_to(&name).to_value())
                     })
                     .build(),
@@ -924,6 +980,31 @@ impl ObjectImpl for FailoverSrc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        // What the output is built from applies at the start only: a change while running
+        // would read back a value that is not in effect. Refused with a WARNING instead.
+        let name = pspec.name();
+        if START_ONLY.contains(&name) && self.state.lock().unwrap().is_some() {
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::StateChange,
+                (
+                    "property '{}' cannot change while the element runs (it applies when it starts): it keeps its value; set it in the READY or NULL state",
+                    name
+                )
+            );
+            return;
+        }
+        if name == "enable-audio"
+            && !value.get::<bool>().unwrap_or(true)
+            && self.audio_pad.peer().is_some()
+        {
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::Pad,
+                ("enable-audio=false refused: the audio pad is linked (unlink it first); audio stays enabled")
+            );
+            return;
+        }
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
             "uris" => {
