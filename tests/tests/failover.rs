@@ -1786,10 +1786,11 @@ fn an_input_whose_audio_ends_while_its_video_goes_on_fails_over() {
     rig.finish();
 }
 
-/// A downstream that takes longer than a frame period to take a buffer (here 50 ms a frame at
+/// A downstream that takes longer than a frame period to take a buffer (here 80 ms a frame at
 /// 30 fps): the output, a live source, must not fall further and further behind the clock with
-/// every frame (each one late, dropped by a synchronising sink, or recorded ever later); it
-/// skips ahead, counts what it skipped, and says so with a WARNING.
+/// every frame (each one late, dropped by a synchronising sink, or recorded ever later: 4.7 s
+/// behind after 8 s); once 2 s behind it skips ahead, counts what it skipped, and says so with
+/// a WARNING.
 #[test]
 fn a_slow_downstream_never_leaves_the_output_behind_the_clock_silently() {
     let _serial = serial();
@@ -1798,7 +1799,7 @@ fn a_slow_downstream_never_leaves_the_output_behind_the_clock_silently() {
     let p = pipeline(
         "vigilfailoversrc name=f enable-audio=false \
          video-caps=video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
-         ! identity sleep-time=50000 ! fakesink name=out sync=true",
+         ! identity sleep-time=80000 ! fakesink name=out sync=true",
     );
     let f = p.by_name("f").unwrap();
     f.set_property("uris", gst::Array::new([file_uri(&white).to_send_value()]));
@@ -1823,13 +1824,14 @@ fn a_slow_downstream_never_leaves_the_output_behind_the_clock_silently() {
             }
             gst::PadProbeReturn::Ok
         });
-    let log = run(&p, Duration::from_secs(5), Duration::ZERO);
+    let log = run(&p, Duration::from_secs(9), Duration::ZERO);
     let stats = f.property::<gst::Structure>("statistics");
     stop_within(&p, Duration::from_secs(5));
     assert!(log.errors.is_empty(), "{}", log.error_text());
     let lags = lags.lock().unwrap().clone();
     assert!(lags.len() > 30, "{} frames reached the sink", lags.len());
-    // Over the last two seconds (about 4 s in: 120 frames at 50 ms would be 2 s behind).
+    // Over the last two seconds (7 to 9 s in, where a output that never skips is 4 to 5 s
+    // behind).
     let end = lags.last().unwrap().0;
     let worst = lags
         .iter()
@@ -1838,7 +1840,7 @@ fn a_slow_downstream_never_leaves_the_output_behind_the_clock_silently() {
         .max()
         .unwrap();
     assert!(
-        worst < 700_000_000,
+        worst < 3_000_000_000,
         "the output is {} ms behind the clock at the sink",
         worst / 1_000_000
     );

@@ -28,12 +28,11 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 pub(super) const AUDIO_TICK: gst::ClockTime = gst::ClockTime::from_mseconds(20);
 /// Audio an input must have queued before it is played after a switch or an underrun.
 const AUDIO_PRIME_TICKS: usize = 2;
-/// How far behind the clock an output may fall (a slow downstream, or the thread held up
-/// for a moment) before it skips ahead to the clock: this many periods, and at least
-/// [`LATE_MIN`]; a shorter delay is caught up by pushing the late buffers at once.
-const LATE_PERIODS: u64 = 5;
-/// See [`LATE_PERIODS`].
-const LATE_MIN: gst::ClockTime = gst::ClockTime::from_mseconds(250);
+/// How far behind the clock an output may fall before it skips ahead to the clock: a
+/// downstream slower than real time for good. A shorter delay (the thread held up for a
+/// moment on a loaded machine, a sink that blocked once) is caught up by pushing the late
+/// buffers at once, so the timestamps stay one period apart: continuity comes first.
+const LATE_MAX: gst::ClockTime = gst::ClockTime::from_seconds(2);
 /// Audio kept queued at most for the output, beyond which the oldest is dropped.
 const AUDIO_MAX_TICKS: usize = 6;
 
@@ -281,8 +280,7 @@ impl OutputThread {
             // skipped and says so.
             let mut skipped_now = false;
             let now = clock.time().saturating_sub(base);
-            let period = next - pts;
-            if now >= pts + (period * LATE_PERIODS).max(LATE_MIN) {
+            if now >= pts + LATE_MAX {
                 let elapsed = now - start;
                 let now_count = if video {
                     elapsed
