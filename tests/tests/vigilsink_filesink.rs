@@ -751,3 +751,75 @@ fn buffer_modes_as_filesink() {
         );
     }
 }
+
+/// `append=true` behind a byte source (whose opening segment starts at byte 0, as `filesrc`
+/// and `fdsrc` send) appends, as `filesink` does (it was refused as a seek back).
+#[test]
+fn append_behind_a_byte_source_appends() {
+    init();
+    let dir = scratch("sink-append-bytes");
+    let input = dir.join("in.txt");
+    std::fs::write(&input, b"world\n").unwrap();
+    for sink in ["filesink", "vigilsink"] {
+        let out = dir.join(format!("out-{sink}.txt"));
+        std::fs::write(&out, b"hello\n").unwrap();
+        let log = run_to_end(
+            &format!(
+                "filesrc location={} ! {sink} append=true location={}",
+                input.display(),
+                out.display()
+            ),
+            Duration::from_secs(20),
+        );
+        assert!(
+            log.errors.is_empty() && log.eos.is_some(),
+            "{sink}: {}",
+            log.error_text()
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"hello\nworld\n", "{sink}");
+    }
+}
+
+/// A live recording through a muxer is never dropped from by default: `auto` drops only raw
+/// frames of a live upstream (a dropped piece of a muxed stream corrupts the file). Every frame
+/// is in the file.
+#[test]
+fn a_live_muxed_recording_is_lossless_by_default() {
+    init();
+    let dir = scratch("sink-live-muxed");
+    let out = dir.join("live.mkv");
+    let log = run_to_end(
+        &format!(
+            "videotestsrc is-live=true num-buffers=60 ! video/x-raw,width=160,height=128,framerate=30/1 \
+             ! vigilsvtav1enc preset=12 ! av1parse ! matroskamux ! vigilsink name=s location={}",
+            out.display()
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(
+        log.errors.is_empty() && log.eos.is_some(),
+        "{}",
+        log.error_text()
+    );
+    assert!(
+        log.warnings.is_empty(),
+        "{:?}",
+        log.warnings.iter().map(|w| &w.text).collect::<Vec<_>>()
+    );
+    let (ok, frames, err) = run_tool(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-count_frames",
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&out),
+        Duration::from_secs(30),
+    );
+    assert!(ok && err.trim().is_empty(), "ffprobe: {err}");
+    assert_eq!(frames.trim(), "60", "every frame recorded");
+}

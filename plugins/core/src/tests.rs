@@ -676,3 +676,47 @@ fn drop_oldest_removes_the_head_of_the_queue() {
     assert_eq!(h.queued(), 1);
     assert_eq!(h.shutdown(), RunOutcome::Completed);
 }
+
+/// A flush while the worker drains into a full output queue that nobody reads (the streaming
+/// thread stopped collecting: a seek interrupted its drain) completes at once: what the worker
+/// still emits is flushed away instead of waiting for room ahead of the flush (it waited until
+/// the watchdog abandoned it: a false ERROR on a clean seek).
+#[test]
+fn flush_completes_while_the_worker_drains_into_a_full_queue() {
+    let (mut h, _) = spawn(Setup {
+        lookahead: 1000,
+        timeout_ms: 500,
+        ..Default::default()
+    });
+    for i in 0..200 {
+        h.submit(i).unwrap();
+    }
+    // The streaming thread takes one output of the drain, then stops reading.
+    let mut taken = 0;
+    let r = h.drain(|_| {
+        taken += 1;
+        Err::<(), _>("the streaming thread stopped reading")
+    });
+    assert!(r.is_err(), "the drain ended early");
+    let t = Instant::now();
+    assert_eq!(h.flush().unwrap(), RunOutcome::Completed);
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "flush took {:?}",
+        t.elapsed()
+    );
+    // Nothing from before the flush comes out afterwards, and the worker goes on.
+    let mut out = Vec::new();
+    collect(&mut h, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    h.submit(7).unwrap();
+    let mut after = Vec::new();
+    h.drain(|v| {
+        after.push(v);
+        Ok::<_, ()>(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(after, vec![14]);
+    assert_eq!(h.shutdown(), RunOutcome::Completed);
+}

@@ -270,9 +270,18 @@ struct Inner<C: Codec, R> {
     status: Status<R>,
     /// The worker must stop as soon as it can (shutdown or abandonment).
     stop: bool,
+    /// A flush with this sequence number is queued: until it completes, outputs are
+    /// discarded as they come (nobody reads them; a worker draining into a full output queue
+    /// would otherwise wait for ever ahead of the flush that waits for it).
+    flush_seq: u64,
 }
 
 impl<C: Codec, R> Inner<C, R> {
+    /// Whether outputs are discarded (a flush is queued and not completed).
+    fn discarding(&self) -> bool {
+        self.flush_seq > self.completed_seq
+    }
+
     /// Queues a command. Work that becomes pending now starts the idle clock now: time spent
     /// waiting for input (an encoder holding look-ahead) is never counted as idle.
     fn enqueue(&mut self, command: Command<C::Input>) {
@@ -313,11 +322,16 @@ trait EmitTarget<O> {
 impl<C: Codec, R> EmitTarget<C::Output> for Shared<C, R> {
     fn emit(&self, output: C::Output) -> bool {
         let mut g = self.lock();
-        while g.outputs.len() >= self.output_capacity && !g.stop {
+        while g.outputs.len() >= self.output_capacity && !g.stop && !g.discarding() {
             g = self.to_worker.wait(g).unwrap_or_else(|e| e.into_inner());
         }
         if g.stop {
             return false;
+        }
+        if g.discarding() {
+            // Flushed away; still progress for the watchdog.
+            g.last_progress = Instant::now();
+            return true;
         }
         g.outputs.push_back(output);
         g.frames_out += 1;
@@ -406,6 +420,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
                 frames_out: 0,
                 status: Status::Starting,
                 stop: false,
+                flush_seq: 0,
             }),
             to_worker: Condvar::new(),
             to_stream: Condvar::new(),
@@ -697,6 +712,7 @@ impl<C: Codec, R: Send + 'static> WorkerHandle<C, R> {
             let mut g = self.shared.lock();
             g.commands.retain(|c| !matches!(c, Command::Input(_)));
             g.outputs.clear();
+            g.flush_seq = seq;
             g.enqueue(Command::Flush(seq));
         }
         self.shared.to_worker.notify_all();

@@ -178,6 +178,8 @@ enum Sink {
         fsync: bool,
         /// Opened to append: writes go to the end, whatever a seek asked.
         append: bool,
+        /// Appending: the file's length when it was opened, where the stream's byte 0 goes.
+        base: u64,
         /// Bytes taken and not written yet (small buffers are written together).
         pending: Vec<u8>,
         /// Where the next byte goes (after `pending`), for seeks.
@@ -325,6 +327,7 @@ impl Consumer {
                     fsync,
                     append,
                     pending: Vec::new(),
+                    base: position,
                     position,
                     buffering,
                     transient,
@@ -490,6 +493,8 @@ impl Codec for Consumer {
                         )
                     })?;
                 *position = 0;
+                // What was written before is gone: `bytes-written` counts what the file holds.
+                self.counters.bytes_written.store(0, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -590,19 +595,26 @@ impl Consumer {
     /// differs from where the next byte would go).
     fn seek(&mut self, offset: u64, out: &mut Emitter<'_, ()>) -> Result<(), CodecError> {
         self.write_pending(out)?;
+        // Appending, the stream's byte 0 is where the file ended when it was opened: a byte
+        // source's opening segment (start 0) is where the writes go anyway; a segment that
+        // asks to write anywhere else (a muxer rewriting its headers) cannot be honoured.
         if let Sink::File {
             append: true,
             path,
             position,
+            base,
             ..
         } = &self.sink
-            && *position != offset
         {
+            if base + offset == *position {
+                return Ok(());
+            }
             return Err(CodecError::new(
                 CodecErrorKind::Write,
                 format!(
-                    "a byte segment from upstream asked to write '{}' at byte {offset}, but with append=true every write goes to the end (byte {position}); write to a new file to let a muxer rewrite its headers",
-                    path.display()
+                    "a byte segment from upstream asked to write '{}' at byte {offset} of the stream (byte {} of the file), but with append=true every write goes to the end (byte {position}); write to a new file to let a muxer rewrite its headers",
+                    path.display(),
+                    base + offset
                 ),
             ));
         }

@@ -351,11 +351,22 @@ impl VigilSink {
         let pad = self.obj().static_pad("sink").unwrap();
         let mut q = gst::query::Latency::new();
         let live = pad.peer_query(&mut q) && q.result().0;
-        let mode = if live { Leaky::DropNew } else { Leaky::Block };
+        // Only raw frames can be dropped one by one: a dropped piece of an encoded or muxed
+        // stream (a live recording through a muxer) corrupts everything after it, so those
+        // are never dropped, live or not.
+        let raw = pad.current_caps().is_some_and(|caps| {
+            caps.structure(0)
+                .is_some_and(|s| s.name().ends_with("/x-raw"))
+        });
+        let mode = if live && raw {
+            Leaky::DropNew
+        } else {
+            Leaky::Block
+        };
         gst::debug!(
             CAT,
             imp = self,
-            "leaky=auto: upstream live {live}, using {mode:?}"
+            "leaky=auto: upstream live {live}, raw {raw}, using {mode:?}"
         );
         mode
     }
@@ -735,7 +746,7 @@ impl VigilSink {
         gst::element_imp_warning!(
             self,
             gst::ResourceError::Write,
-            ("{} buffer(s) ({} bytes) were dropped because the consumer fell behind{}: the output is incomplete", n, bytes, span),
+            ("{} buffer(s) ({} bytes) were dropped because the queue was full (leaky: the consumer did not keep up with upstream){}: the output is incomplete", n, bytes, span),
             details: gst::Structure::builder("vigil-sink-loss")
                 .field("dropped", n)
                 .field("dropped-bytes", bytes)
