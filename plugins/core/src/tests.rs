@@ -711,12 +711,14 @@ fn flush_completes_while_the_worker_drains_into_a_full_queue() {
     assert!(out.is_empty(), "{out:?}");
     h.submit(7).unwrap();
     let mut after = Vec::new();
-    h.drain(|v| {
-        after.push(v);
-        Ok::<_, ()>(())
-    })
-    .unwrap()
-    .unwrap();
+    let outcome = h
+        .drain(|v| {
+            after.push(v);
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, RunOutcome::Completed);
     assert_eq!(after, vec![14]);
     assert_eq!(h.shutdown(), RunOutcome::Completed);
 }
