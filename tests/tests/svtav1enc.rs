@@ -943,37 +943,3 @@ fn a_rate_property_the_rate_control_ignores_is_a_warning() {
         );
     }
 }
-
-/// An encoder whose teardown outlives its bound (a slow preset stopped with frames in flight:
-/// SVT-AV1 finishes them before its `deinit` returns) is left to end in the background, and
-/// never holds up another encoder of the process: a clean encode started right after runs at
-/// once (it waited seconds behind the abandoned teardown, sometimes into a watchdog ERROR).
-#[test]
-fn an_abandoned_teardown_does_not_hold_up_a_new_encoder() {
-    init();
-    let slow = pipeline(
-        "videotestsrc ! video/x-raw,width=320,height=240,framerate=30/1 \
-         ! vigilsvtav1enc preset=0 watchdog-timeout=2000 ! fakesink",
-    );
-    slow.set_state(gst::State::Playing).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    stop_within(&slow, Duration::from_secs(4));
-    let t = Instant::now();
-    let log = run_to_end(
-        &format!(
-            "videotestsrc num-buffers=30 ! video/x-raw,width=160,height=128,framerate={FPS}/1 \
-             ! vigilsvtav1enc preset=12 ! fakesink"
-        ),
-        Duration::from_secs(30),
-    );
-    let took = t.elapsed();
-    assert!(
-        log.errors.is_empty() && log.eos.is_some(),
-        "{}",
-        log.error_text()
-    );
-    assert!(
-        took < Duration::from_secs(3),
-        "the clean encode took {took:?}"
-    );
-}

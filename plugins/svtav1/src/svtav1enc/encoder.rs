@@ -121,8 +121,6 @@ pub struct SvtEncoder {
     /// Pictures sent to the current encoder instance.
     sent: u64,
     eos_sent: bool,
-    /// The packet that ends the stream came back (after it, `get_packet` must not be called).
-    eos_received: bool,
 }
 
 fn svt_error(code: i32) -> String {
@@ -276,7 +274,6 @@ impl SvtEncoder {
                 in_flight: 0,
                 sent: 0,
                 eos_sent: false,
-                eos_received: false,
             },
             header,
         ))
@@ -362,6 +359,7 @@ impl SvtEncoder {
     /// worker, under the watchdog of the drain, flush or shutdown that asked for it).
     fn destroy(&mut self) {
         if let Some(h) = self.handle.take() {
+            let _global = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
             let mut ended = self.eos_sent;
             if !ended {
                 // SAFETY: the handle is ours and no call on it is in progress.
@@ -369,30 +367,6 @@ impl SvtEncoder {
                 // SAFETY: as above.
                 ended = ready && unsafe { send_eos_to(h.0) } == EB_ERROR_NONE;
             }
-            if ended && !self.eos_received {
-                // The library finishes encoding what it holds before `deinit` returns (seconds
-                // for a slow preset): let it finish here, outside the lock every encoder's
-                // start and end share, so that a long (or abandoned) teardown never holds up
-                // another encoder of the process. The packets are discarded.
-                loop {
-                    let mut p: *mut svt::EbBufferHeaderType = ptr::null_mut();
-                    // SAFETY: EOS was sent on this handle: a blocking get returns.
-                    let code = unsafe { svt::svt_av1_enc_get_packet(h.0, &mut p, 1) };
-                    if code != EB_ERROR_NONE || p.is_null() {
-                        break;
-                    }
-                    // SAFETY: a valid packet from the library, released once read.
-                    let eos = unsafe {
-                        let eos = (*p).flags & EB_BUFFERFLAG_EOS != 0;
-                        svt::svt_av1_enc_release_out_buffer(&mut p);
-                        eos
-                    };
-                    if eos {
-                        break;
-                    }
-                }
-            }
-            let _global = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
             if ended {
                 // SAFETY: the handle is ours, EOS was sent after a picture: deinit returns.
                 unsafe {
@@ -412,7 +386,6 @@ impl SvtEncoder {
         self.in_flight = 0;
         self.sent = 0;
         self.eos_sent = false;
-        self.eos_received = false;
     }
 
     fn handle(&mut self) -> Result<*mut svt::EbComponentType, CodecError> {
@@ -461,7 +434,6 @@ impl SvtEncoder {
             svt::svt_av1_enc_release_out_buffer(&mut p);
             (out, eos)
         };
-        self.eos_received |= eos;
         Ok(Some((out, eos)))
     }
 
